@@ -1,0 +1,95 @@
+"""Getting an archive from GroupLens or a mirror, and opening it safely."""
+
+import hashlib
+import shutil
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from errors import PipelineError
+
+MIRROR_VARIABLE = "MOVIELENS_MIRROR"
+BACKOFF_S = 0.5  # doubled after each failed try
+CHUNK = 1 << 16
+
+
+def resolve_source(url: str, mirror: str | None) -> str:
+    """The URL, or the same file name under the mirror (a folder or a URL) when one is set."""
+    if not mirror:
+        return url
+    name = url.rsplit("/", 1)[-1]
+    if "://" in mirror:
+        return f"{mirror.rstrip('/')}/{name}"
+    return str(Path(mirror) / name)
+
+
+def _is_transient(err: Exception) -> bool:
+    """Server errors, throttling, resets and time-outs may pass; a 404 or a refused certificate will not."""
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code >= 500 or err.code == 429
+    return isinstance(err, urllib.error.URLError | ConnectionError | TimeoutError)
+
+
+def _download_once(url: str, dest: Path, timeout_s: float) -> None:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response, dest.open("wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False) as bar:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def fetch(source: str, dest: Path, timeout_s: float, retries: int) -> None:
+    """Copy `source` (a URL or a local path) to `dest`, retrying transient network failures with back-off."""
+    if "://" not in source:
+        try:
+            shutil.copyfile(source, dest)
+        except OSError as err:
+            raise PipelineError(f"{MIRROR_VARIABLE}: cannot read {source}: {err.strerror}") from err
+        return
+    for attempt in range(retries + 1):
+        try:
+            _download_once(source, dest, timeout_s)
+            return
+        except Exception as err:
+            if not _is_transient(err) or attempt == retries:
+                raise PipelineError(
+                    f"cannot download {source} ({err}) after {attempt + 1} tries. If the host is unreachable, "
+                    f"set {MIRROR_VARIABLE} to a folder or URL that holds {source.rsplit('/', 1)[-1]}"
+                ) from err
+            time.sleep(BACKOFF_S * 2**attempt)
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def parse_md5_file(text: str, source: str) -> str:
+    """GroupLens' .md5 files hold the digest first, optionally followed by the file name."""
+    words = text.split()
+    if not words or len(words[0]) != 32:
+        raise PipelineError(f"{source}: expected an MD5 digest, got {text[:60]!r}")
+    return words[0].lower()
+
+
+def safe_extract(archive: Path, members: list[str], dest: Path) -> dict[str, Path]:
+    """Extract `members`, refusing the archive if any entry would land outside `dest`."""
+    root = dest.resolve()
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+            for name in names:
+                if not (root / name).resolve().is_relative_to(root):
+                    raise PipelineError(f"{archive.name}: refusing member {name!r}, which points outside its folder")
+            for member in members:
+                if member not in names:
+                    raise PipelineError(f"{archive.name}: has no member {member}")
+                zf.extract(member, root)
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise PipelineError(f"{archive.name}: not a valid zip archive ({err}); delete it or fix the mirror") from err
+    return {member: root / member for member in members}
