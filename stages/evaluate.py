@@ -26,6 +26,21 @@ def error_metrics(prediction: np.ndarray, rating: np.ndarray) -> dict[str, float
     return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(error))), "n_ratings": len(rating)}
 
 
+def by_user(data: Ratings, n_users: int) -> tuple[Ratings, list[int]]:
+    """Ratings sorted by user, with where each user's rows start: a block of users is then one slice."""
+    starts = torch.zeros(n_users + 1, dtype=torch.long)
+    starts[1:] = torch.cumsum(torch.bincount(data.users, minlength=n_users), 0)
+    return data.subset(torch.argsort(data.users, stable=True)), starts.tolist()
+
+
+@torch.no_grad()
+def predict(model: Recommender, data: Ratings) -> np.ndarray:
+    """Predictions in blocks of rows, so memory stays bounded on the larger releases."""
+    model.eval()
+    blocks = zip(data.users.split(ROWS_PER_BLOCK), data.items.split(ROWS_PER_BLOCK), strict=True)
+    return torch.cat([model(u, i) for u, i in blocks]).numpy().astype(np.float64)
+
+
 def top_n_metrics(
     model: Recommender, train: Ratings, val: Ratings, n_users: int, n_items: int, n: int, relevant_rating: float
 ) -> dict[str, float]:
@@ -36,18 +51,19 @@ def top_n_metrics(
     """
     discount = 1.0 / torch.log2(torch.arange(2, n + 2, dtype=torch.float64))
     ideal = torch.cumsum(discount, 0)
-    relevant = val.ratings >= relevant_rating
+    seen, seen_starts = by_user(train, n_users)
+    relevant, relevant_starts = by_user(val.subset(val.ratings >= relevant_rating), n_users)
     sums, n_ranked = torch.zeros(3, dtype=torch.float64), 0
     block = max(1, ROWS_PER_BLOCK // n_items)
     for start in range(0, n_users, block):
         stop = min(start + block, n_users)
         scores = score_items(model, torch.arange(start, stop), n_items)
-        seen = (train.users >= start) & (train.users < stop)
-        scores[train.users[seen] - start, train.items[seen]] = -math.inf
+        rows = slice(seen_starts[start], seen_starts[stop])
+        scores[seen.users[rows] - start, seen.items[rows]] = -math.inf
         top = scores.topk(min(n, n_items), dim=1).indices
-        wanted = relevant & (val.users >= start) & (val.users < stop)
+        rows = slice(relevant_starts[start], relevant_starts[stop])
         is_relevant = torch.zeros(stop - start, n_items, dtype=torch.bool)
-        is_relevant[val.users[wanted] - start, val.items[wanted]] = True
+        is_relevant[relevant.users[rows] - start, relevant.items[rows]] = True
         hits = is_relevant.gather(1, top).double()
         n_relevant = is_relevant.sum(1)
         ranked = n_relevant > 0
@@ -87,8 +103,7 @@ def main() -> None:
     train, val_frame = Ratings.from_frame(read_csv(ENCODED / "train.csv")), read_csv(ENCODED / "val.csv")
     val = Ratings.from_frame(val_frame)
     users, items = read_csv(ENCODED / "users.csv"), read_csv(ENCODED / "items.csv")
-    with torch.no_grad():
-        prediction = model(val.users, val.items).numpy().astype(np.float64)
+    prediction = predict(model, val)
     rating = val.ratings.numpy().astype(np.float64)
     metrics = error_metrics(prediction, rating)
     metrics |= top_n_metrics(model, train, val, len(users), len(items), params.top_n, params.relevant_rating)

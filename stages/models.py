@@ -24,7 +24,9 @@ def _embedding(n: int, dim: int, std: float = INIT_STD) -> nn.Embedding:
 
 
 def _bias(n: int) -> nn.Embedding:
-    return _embedding(n, 1, std=0.0)
+    table = nn.Embedding(n, 1, sparse=True)
+    nn.init.zeros_(table.weight)
+    return table
 
 
 class Recommender(nn.Module):
@@ -84,25 +86,23 @@ class MF(Recommender):
         self.user_emb = _embedding(n_users, emb_size)
         self.item_emb = _embedding(n_items, emb_size)
 
+    def dot(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return (self.user_emb(u) * self.item_emb(i)).sum(1)
+
     def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-        return self.output((self.user_emb(u) * self.item_emb(i)).sum(1))
+        return self.output(self.dot(u, i))
 
 
-class MFBias(Recommender):
+class MFBias(MF):
     """r̂ = p_u · q_i + b_u + b_i."""
 
-    def __init__(
-        self, n_users: int, n_items: int, mean: float, emb_size: int, mean_offset=False, y_range=None, **_: Any
-    ) -> None:
-        super().__init__(mean, mean_offset, y_range)
-        self.user_emb = _embedding(n_users, emb_size)
-        self.item_emb = _embedding(n_items, emb_size)
+    def __init__(self, n_users: int, n_items: int, mean: float, emb_size: int, **options: Any) -> None:
+        super().__init__(n_users, n_items, mean, emb_size, **options)
         self.user_bias = _bias(n_users)
         self.item_bias = _bias(n_items)
 
     def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-        dot = (self.user_emb(u) * self.item_emb(i)).sum(1)
-        return self.output(dot + self.user_bias(u).squeeze(1) + self.item_bias(i).squeeze(1))
+        return self.output(self.dot(u, i) + self.user_bias(u).squeeze(1) + self.item_bias(i).squeeze(1))
 
 
 class CollabFNet(Recommender):

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from datasets import RELEASES
 from errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
@@ -68,8 +69,6 @@ class DataParams:
 
     @classmethod
     def load(cls, params: dict[str, Any]) -> "DataParams":
-        from datasets import RELEASES  # the registry of formats decides which names are valid
-
         s = _Section(params.get("data"), "data")
         dataset = s.get("dataset", lambda v: v in RELEASES, f"one of {', '.join(RELEASES)}")
         pins = s.get("sha256", lambda v: isinstance(v, dict), "a mapping of dataset to member checksums")
