@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import os
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -16,6 +17,13 @@ import yaml
 import fetch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The real archive's mirror, read before any fixture clears the variable; a folder is made absolute
+# because the tests run in temporary directories.
+REAL_MIRROR = os.environ.get(fetch.MIRROR_VARIABLE, "")
+if REAL_MIRROR and "://" not in REAL_MIRROR:
+    REAL_MIRROR = str(Path(REAL_MIRROR).resolve())
+needs_real_archive = pytest.mark.skipif(not REAL_MIRROR, reason=f"{fetch.MIRROR_VARIABLE} is not set: no real archive")
 
 
 def low_rank_ratings(
@@ -135,6 +143,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv(fetch.MIRROR_VARIABLE, raising=False)
     write_params(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def real_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project whose download stage reads the real ml-latest-small archive from the mirror."""
+    monkeypatch.setenv(fetch.MIRROR_VARIABLE, REAL_MIRROR)
+    return project
 
 
 def serve_release(server: Server, project: Path, release: TinyRelease, dataset: str = "ml-latest-small") -> None:

@@ -1,14 +1,13 @@
 """Stage download: the real HTTP code against a local server, checksums, safe extraction and every format."""
 
 import hashlib
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import download
-from conftest import Server, TinyRelease, make_zip, serve_release, write_params
+from conftest import Server, TinyRelease, make_zip, needs_real_archive, serve_release, write_params
 from datasets import RELEASES
 from errors import PipelineError
 from fetch import MIRROR_VARIABLE
@@ -254,8 +253,8 @@ def test_dat_format_names_a_malformed_line(tmp_path: Path) -> None:
         RELEASES["ml-1m"].read_ratings(path)
 
 
-@pytest.mark.skipif(not os.environ.get(MIRROR_VARIABLE), reason=f"{MIRROR_VARIABLE} is not set: no real archive")
-def test_real_archive_matches_its_published_checksums_and_counts(project: Path) -> None:
+@needs_real_archive
+def test_real_archive_matches_its_published_checksums_and_counts(real_project: Path) -> None:
     download.main()
     ratings = pd.read_csv("data/raw/ratings.csv")
     assert len(ratings) == 100_836

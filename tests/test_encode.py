@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import encode
+from conftest import needs_real_archive
 from errors import PipelineError
 
 # The notebook's own check (In [8]): its tiny training frame and the encoding it printed.
@@ -69,3 +70,20 @@ def test_encode_stage_checks_its_input(project: Path) -> None:
     with pytest.raises(PipelineError, match=r"data/split/train.csv: missing column\(s\) rating"):
         encode.main()
     assert not Path("data/encoded").exists() and not Path("metrics").exists()
+
+
+@needs_real_archive
+def test_real_encoding_matches_the_notebooks_counts(real_project: Path) -> None:
+    import download
+    import split
+
+    download.main()
+    split.main()
+    encode.main()
+    assert json.loads(Path("metrics/data.json").read_text()) == {
+        "n_train": 80_450,
+        "n_val": 19_591,
+        "n_val_dropped": 795,
+        "n_users": 610,
+        "n_items": 8_998,
+    }

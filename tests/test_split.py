@@ -1,6 +1,5 @@
 """Stage split: the notebook's coin flip, the per-user temporal hold-out, and bad parameters."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +7,8 @@ import pandas as pd
 import pytest
 
 import split
-from conftest import low_rank_ratings, write_params
+from conftest import low_rank_ratings, needs_real_archive, write_params
 from errors import PipelineError
-from fetch import MIRROR_VARIABLE
 
 
 def write_raw(ratings: pd.DataFrame) -> None:
@@ -84,8 +82,8 @@ def test_bad_input_row_is_named_before_anything_is_written(project: Path) -> Non
     assert not Path("data/split").exists()
 
 
-@pytest.mark.skipif(not os.environ.get(MIRROR_VARIABLE), reason=f"{MIRROR_VARIABLE} is not set: no real archive")
-def test_real_split_matches_the_notebooks_counts(project: Path) -> None:
+@needs_real_archive
+def test_real_split_matches_the_notebooks_counts(real_project: Path) -> None:
     import download
 
     download.main()
