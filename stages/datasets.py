@@ -27,8 +27,7 @@ def _dat_ratings(path: Path) -> pd.DataFrame:
 
 
 def _csv_movies(path: Path) -> pd.DataFrame:
-    frame = read_csv(path, usecols=["movieId", "title"])
-    return frame
+    return read_csv(path, usecols=["movieId", "title"])
 
 
 def _pipe_movies(path: Path) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """Getting an archive from GroupLens or a mirror, and opening it safely."""
 
 import hashlib
+import http.client
 import shutil
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -28,10 +30,12 @@ def resolve_source(url: str, mirror: str | None) -> str:
 
 
 def _is_transient(err: Exception) -> bool:
-    """Server errors, throttling, resets and time-outs may pass; a 404 or a refused certificate will not."""
+    """Server errors, throttling, resets, cut-off bodies and time-outs may pass; a 404 or a bad certificate will not."""
     if isinstance(err, urllib.error.HTTPError):
         return err.code >= 500 or err.code == 429
-    return isinstance(err, urllib.error.URLError | ConnectionError | TimeoutError)
+    if isinstance(err, urllib.error.URLError):
+        return not isinstance(err.reason, ssl.SSLError)
+    return isinstance(err, ConnectionError | TimeoutError | http.client.HTTPException)
 
 
 def _download_once(url: str, dest: Path, timeout_s: float) -> None:

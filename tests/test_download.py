@@ -1,6 +1,9 @@
 """Stage download: the real HTTP code against a local server, checksums, safe extraction and every format."""
 
 import hashlib
+import http.client
+import ssl
+import urllib.error
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +13,7 @@ import download
 from conftest import Server, TinyRelease, make_zip, needs_real_archive, serve_release, write_params
 from datasets import RELEASES
 from errors import PipelineError
-from fetch import MIRROR_VARIABLE
+from fetch import MIRROR_VARIABLE, _is_transient
 
 OUTPUTS = [Path("data/raw/ratings.csv"), Path("data/raw/movies.csv"), Path("data/raw/source.json")]
 
@@ -260,3 +263,12 @@ def test_real_archive_matches_its_published_checksums_and_counts(real_project: P
     assert len(ratings) == 100_836
     assert ratings["userId"].nunique() == 610
     assert len(pd.read_csv("data/raw/movies.csv")) == 9_742
+
+
+def test_transient_failures_are_told_from_final_ones() -> None:
+    assert _is_transient(urllib.error.HTTPError("u", 503, "busy", {}, None))
+    assert _is_transient(ConnectionResetError())
+    assert _is_transient(http.client.IncompleteRead(b"partial"))
+    assert _is_transient(urllib.error.URLError(TimeoutError()))
+    assert not _is_transient(urllib.error.HTTPError("u", 404, "gone", {}, None))
+    assert not _is_transient(urllib.error.URLError(ssl.SSLCertVerificationError()))
