@@ -15,26 +15,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 
 from models import build_model
 from params import MODEL_NAMES, TrainParams, load_params
-from ratings import read_csv
-from training import Ratings, fit, pick_device
-
-ENCODED = Path("data/encoded")
+from training import fit, load_encoded, pick_device
 
 
 def main() -> None:
     params = load_params()
-    train_frame = read_csv(ENCODED / "train.csv")
-    n_users, n_items = len(read_csv(ENCODED / "users.csv")), len(read_csv(ENCODED / "items.csv"))
-    print(f"{len(train_frame):,} training ratings, {torch.get_num_threads()} torch threads")
+    print(f"{torch.get_num_threads()} torch threads")
     print(f"{'model':<12} {'device':>6} {'epochs':>6} {'batch':>6} {'wall s':>7} {'ratings/s/epoch':>16}")
     total = 0.0
     for name in MODEL_NAMES:
         p = TrainParams.load(params, name)
         device = pick_device(p.device)
-        train = Ratings.from_frame(train_frame, device)
-        val = Ratings.from_frame(read_csv(ENCODED / "val.csv"), device)
+        train, val, n_users, n_items = load_encoded(device)
         start = time.perf_counter()
-        model = build_model(p, n_users, n_items, mean=float(train_frame["rating"].mean())).to(device)
+        model = build_model(p, n_users, n_items, mean=train.ratings.double().mean().item()).to(device)
         history = fit(model, train, val, p)
         wall = time.perf_counter() - start
         total += wall

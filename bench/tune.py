@@ -7,7 +7,6 @@ encoded training ratings and prints the MSE on the held-out rest after each epoc
 """
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -16,21 +15,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 
 from models import build_model
 from params import TrainParams, load_params
-from ratings import read_csv
-from training import Ratings, carve_holdout, fit
+from training import carve_holdout, fit, load_encoded
 
 HOLDOUT_FRAC = 0.1
 
 
 def main() -> None:
     model_name, overrides = sys.argv[1], dict(arg.split("=", 1) for arg in sys.argv[2:])
-    params = TrainParams.load(load_params(), model_name)
-    params = replace(params, **{k: yaml.safe_load(v) for k, v in overrides.items()}, holdout_frac=0.0)
-    if params.y_range is not None:
-        params = replace(params, y_range=tuple(params.y_range))
-    train = read_csv("data/encoded/train.csv")
-    n_users, n_items = len(read_csv("data/encoded/users.csv")), len(read_csv("data/encoded/items.csv"))
-    fit_part, holdout = carve_holdout(Ratings.from_frame(train), HOLDOUT_FRAC, seed=12345)
+    raw = load_params()
+    # Overrides go in as models.<name> keys, so params.py checks them as it checks params.yaml;
+    # holdout_frac is 0 because this script carves its own holdout.
+    own = {**(raw["models"].get(model_name) or {}), **{k: yaml.safe_load(v) for k, v in overrides.items()}}
+    raw["models"][model_name] = {**own, "holdout_frac": 0.0}
+    params = TrainParams.load(raw, model_name)
+    train, _, n_users, n_items = load_encoded()
+    fit_part, holdout = carve_holdout(train, HOLDOUT_FRAC, seed=12345)
     model = build_model(params, n_users, n_items, mean=float(fit_part.ratings.mean()))
     history = fit(model, fit_part, holdout, params)  # the "val" fit() records is our holdout here
     best = min(history, key=lambda row: row["val_loss"])

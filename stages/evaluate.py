@@ -10,13 +10,11 @@ import torch
 
 from artifacts import write_csv, write_json
 from errors import run_stage
-from models import Recommender, load_checkpoint, score_items
+from models import ROWS_PER_BLOCK, Recommender, load_checkpoint, predict, top_unseen
 from params import EvaluateParams, load_params
 from ratings import read_csv
-from training import Ratings
+from training import ENCODED, Ratings
 
-ENCODED = Path("data/encoded")
-ROWS_PER_BLOCK = 1 << 17  # user-by-item scores computed at once when ranking: bounds memory
 ACTIVITY_BINS = [1, 10, 20, 50, 100, 200, 500, 1000]  # lower edges of "training ratings per user" buckets
 
 
@@ -31,14 +29,6 @@ def by_user(data: Ratings, n_users: int) -> tuple[Ratings, list[int]]:
     starts = torch.zeros(n_users + 1, dtype=torch.long)
     starts[1:] = torch.cumsum(torch.bincount(data.users, minlength=n_users), 0)
     return data.subset(torch.argsort(data.users, stable=True)), starts.tolist()
-
-
-@torch.no_grad()
-def predict(model: Recommender, data: Ratings) -> np.ndarray:
-    """Predictions in blocks of rows, so memory stays bounded on the larger releases."""
-    model.eval()
-    blocks = zip(data.users.split(ROWS_PER_BLOCK), data.items.split(ROWS_PER_BLOCK), strict=True)
-    return torch.cat([model(u, i) for u, i in blocks]).numpy().astype(np.float64)
 
 
 def top_n_metrics(
@@ -57,10 +47,8 @@ def top_n_metrics(
     block = max(1, ROWS_PER_BLOCK // n_items)
     for start in range(0, n_users, block):
         stop = min(start + block, n_users)
-        scores = score_items(model, torch.arange(start, stop), n_items)
         rows = slice(seen_starts[start], seen_starts[stop])
-        scores[seen.users[rows] - start, seen.items[rows]] = -math.inf
-        top = scores.topk(min(n, n_items), dim=1).indices
+        _, top = top_unseen(model, torch.arange(start, stop), seen.users[rows] - start, seen.items[rows], n_items, n)
         rows = slice(relevant_starts[start], relevant_starts[stop])
         is_relevant = torch.zeros(stop - start, n_items, dtype=torch.bool)
         is_relevant[relevant.users[rows] - start, relevant.items[rows]] = True
@@ -103,7 +91,7 @@ def main() -> None:
     train, val_frame = Ratings.from_frame(read_csv(ENCODED / "train.csv")), read_csv(ENCODED / "val.csv")
     val = Ratings.from_frame(val_frame)
     users, items = read_csv(ENCODED / "users.csv"), read_csv(ENCODED / "items.csv")
-    prediction = predict(model, val)
+    prediction = predict(model, val.users, val.items).numpy().astype(np.float64)
     rating = val.ratings.numpy().astype(np.float64)
     metrics = error_metrics(prediction, rating)
     metrics |= top_n_metrics(model, train, val, len(users), len(items), params.top_n, params.relevant_rating)

@@ -1,6 +1,7 @@
 """The notebook's three models and two baselines, one small module each, with their checkpoint format."""
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from params import TrainParams
 # The notebook's uniform(0, 0.05) makes every starting dot product positive; a small centred
 # normal scored better on a holdout slice of training (bench/tune.py).
 INIT_STD = 0.01
+ROWS_PER_BLOCK = 1 << 17  # (user, item) rows scored at once at inference: bounds memory on the larger releases
 
 
 def _embedding(n: int, dim: int, std: float = INIT_STD) -> nn.Embedding:
@@ -161,16 +163,30 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Recommend
     if not path.exists():
         raise PipelineError(f"{path}: no trained model; run `dvc repro train@{path.stem}` first")
     checkpoint = torch.load(path, map_location=device, weights_only=True)
-    params = dict(checkpoint["params"])
-    params["y_range"] = tuple(params["y_range"]) if params["y_range"] else None
-    model = build_model(TrainParams(**params), checkpoint["n_users"], checkpoint["n_items"], mean=0.0)
+    params = TrainParams(**checkpoint["params"])
+    model = build_model(params, checkpoint["n_users"], checkpoint["n_items"], mean=0.0)
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()
 
 
 @torch.no_grad()
-def score_items(model: Recommender, users: torch.Tensor, n_items: int) -> torch.Tensor:
-    """Predicted rating of every item for each of `users`, as a [len(users), n_items] matrix."""
+def predict(model: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Predicted ratings of (user, item) pairs, scored in blocks of rows so memory stays bounded."""
     model.eval()
+    blocks = zip(users.split(ROWS_PER_BLOCK), items.split(ROWS_PER_BLOCK), strict=True)
+    return torch.cat([model(u, i) for u, i in blocks])
+
+
+@torch.no_grad()
+def top_unseen(
+    model: Recommender, users: torch.Tensor, seen_rows: torch.Tensor, seen_items: torch.Tensor, n_items: int, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores and indices of each user's n best items among those not seen in training.
+
+    Row k of the result is for users[k]; (seen_rows, seen_items) are the pairs to leave out.
+    """
     items = torch.arange(n_items, device=users.device)
-    return model(users.repeat_interleave(n_items), items.repeat(len(users))).view(len(users), n_items)
+    scores = predict(model, users.repeat_interleave(n_items), items.repeat(len(users))).view(len(users), n_items)
+    scores[seen_rows, seen_items] = -math.inf
+    top = scores.topk(min(n, n_items), dim=1)
+    return top.values, top.indices

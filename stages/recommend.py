@@ -7,11 +7,10 @@ import pandas as pd
 import torch
 
 from errors import PipelineError, run_stage
-from models import load_checkpoint, score_items
+from models import load_checkpoint, top_unseen
 from params import MODEL_NAMES
 from ratings import read_csv
-
-ENCODED = Path("data/encoded")
+from training import ENCODED
 
 
 def recommend(model_name: str, user_id: int, n: int) -> pd.DataFrame:
@@ -28,15 +27,14 @@ def recommend(model_name: str, user_id: int, n: int) -> pd.DataFrame:
         )
     user = int(users["user"].iloc[index[0]])
     train = read_csv(ENCODED / "train.csv")
-    scores = score_items(model, torch.tensor([user]), len(items))[0]
-    scores[torch.as_tensor(train.loc[train["user"] == user, "item"].to_numpy())] = -torch.inf
-    top = scores.topk(min(n, len(items))).indices.numpy()
-    picked = items.iloc[top]
+    seen = torch.as_tensor(train.loc[train["user"] == user, "item"].to_numpy())
+    scores, top = top_unseen(model, torch.tensor([user]), torch.zeros_like(seen), seen, len(items), n)
+    picked = items.iloc[top[0].numpy()]
     return pd.DataFrame(
         {
             "movieId": picked["movieId"].to_numpy(),
             "title": picked["title"].to_numpy(),
-            "predicted": scores[top].numpy().round(2),
+            "predicted": scores[0].numpy().round(2),
         }
     )
 

@@ -2,14 +2,18 @@
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from models import Recommender
+from models import Recommender, predict
 from params import TrainParams
+from ratings import read_csv
+
+ENCODED = Path("data/encoded")
 
 
 @dataclass
@@ -33,6 +37,12 @@ class Ratings:
 
     def subset(self, index: torch.Tensor) -> "Ratings":
         return Ratings(self.users[index], self.items[index], self.ratings[index])
+
+
+def load_encoded(device: torch.device | str = "cpu") -> tuple[Ratings, Ratings, int, int]:
+    """The encode stage's training and validation splits as tensors, and the table sizes models are built for."""
+    train, val = (Ratings.from_frame(read_csv(ENCODED / f"{split}.csv"), device) for split in ("train", "val"))
+    return train, val, len(read_csv(ENCODED / "users.csv")), len(read_csv(ENCODED / "items.csv"))
 
 
 def pick_device(name: str) -> torch.device:
@@ -63,10 +73,8 @@ def make_optimizers(model: Recommender, lr: float) -> list[torch.optim.Optimizer
     return [make(params, lr=lr) for make, params in groups if params]
 
 
-@torch.no_grad()
 def mse(model: Recommender, data: Ratings) -> float:
-    model.eval()
-    return F.mse_loss(model(data.users, data.items), data.ratings).item()
+    return F.mse_loss(predict(model, data.users, data.items), data.ratings).item()
 
 
 def fit(model: Recommender, train: Ratings, val: Ratings, params: TrainParams) -> list[dict[str, float]]:
