@@ -1,53 +1,66 @@
 """Stage encode: contiguous user and item indices, learned from the training split alone."""
 
+import argparse
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from artifacts import write_csv, write_json
-from errors import run_stage
-from ratings import read_csv, read_ratings
+from lenscf.artifacts import read_json, read_table, write_json, write_table
+from lenscf.errors import run_stage
 
-SPLIT, MOVIES = Path("data/split"), Path("data/raw/movies.csv")
+SPLIT, RAW = Path("data/split"), Path("data/raw")
 OUT, METRICS = Path("data/encoded"), Path("metrics/data.json")
+RATINGS = ["userId", "movieId", "rating"]
 
 
-def encode(train: pd.DataFrame, val: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Index ids in order of first appearance in training (as the notebook's unique() does).
+def _index(ids: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Each id's index in order of first appearance (as the notebook's unique() does), and the ids by index."""
+    encoded = pc.dictionary_encode(ids.combine_chunks())
+    return encoded.indices.to_numpy().astype(np.int32), encoded.dictionary
 
-    Validation ratings of users or movies unseen in training cannot be scored, so they are dropped.
-    """
-    train_users, user_ids = pd.factorize(train["userId"])
-    train_items, movie_ids = pd.factorize(train["movieId"])
-    val_users = user_ids.get_indexer(val["userId"])
-    val_items = movie_ids.get_indexer(val["movieId"])
-    known = (val_users >= 0) & (val_items >= 0)
+
+def _lookup(ids: pa.ChunkedArray, known: pa.Array) -> np.ndarray:
+    """The training index of each id, or -1 for an id that training never saw."""
+    return pc.fill_null(pc.index_in(ids, value_set=known), -1).to_numpy().astype(np.int32)
+
+
+def encode(train: pa.Table, val: pa.Table) -> dict[str, pa.Table]:
+    """Index users and movies from training. Validation keeps every rating; an unseen user or movie is -1,
+    so evaluation can score the pair with a fallback and report warm and all ratings apart."""
+    users, user_ids = _index(train["userId"])
+    items, movie_ids = _index(train["movieId"])
     return {
-        "train": pd.DataFrame({"user": train_users, "item": train_items, "rating": train["rating"].to_numpy()}),
-        "val": pd.DataFrame({"user": val_users[known], "item": val_items[known], "rating": val["rating"][known]}),
-        "users": pd.DataFrame({"user": np.arange(len(user_ids)), "userId": user_ids}),
-        "items": pd.DataFrame({"item": np.arange(len(movie_ids)), "movieId": movie_ids}),
+        "train": pa.table({"user": users, "item": items, "rating": train["rating"]}),
+        "val": pa.table(
+            {
+                "userId": val["userId"],
+                "movieId": val["movieId"],
+                "user": _lookup(val["userId"], user_ids),
+                "item": _lookup(val["movieId"], movie_ids),
+                "rating": val["rating"],
+            }
+        ),
+        "users": pa.table({"user": np.arange(len(user_ids), dtype=np.int32), "userId": user_ids}),
+        "items": pa.table({"item": np.arange(len(movie_ids), dtype=np.int32), "movieId": movie_ids}),
     }
 
 
 def main() -> None:
-    train, val = read_ratings(SPLIT / "train.csv"), read_ratings(SPLIT / "val.csv")
-    titles = read_csv(MOVIES).set_index("movieId")["title"]
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    train, val = read_table(SPLIT / "train.parquet", RATINGS), read_table(SPLIT / "val.parquet", RATINGS)
+    movies = read_table(RAW / "movies.parquet", ["movieId", "title"])
+    scale = read_json(RAW / "source.json")["rating_scale"]
     tables = encode(train, val)
-    tables["items"]["title"] = tables["items"]["movieId"].map(titles).fillna("")
+    position = pc.index_in(tables["items"]["movieId"], value_set=movies["movieId"].combine_chunks())
+    tables["items"] = tables["items"].append_column("title", pc.fill_null(pc.take(movies["title"], position), ""))
     for name, table in tables.items():
-        write_csv(OUT / f"{name}.csv", table)
-    write_json(
-        METRICS,
-        {
-            "n_train": len(tables["train"]),
-            "n_val": len(tables["val"]),
-            "n_val_dropped": len(val) - len(tables["val"]),
-            "n_users": len(tables["users"]),
-            "n_items": len(tables["items"]),
-        },
-    )
+        write_table(OUT / f"{name}.parquet", table)
+    warm = int(np.count_nonzero((tables["val"]["user"].to_numpy() >= 0) & (tables["val"]["item"].to_numpy() >= 0)))
+    counts = {"n_train": len(train), "n_users": len(tables["users"]), "n_items": len(tables["items"])}
+    write_json(OUT / "info.json", {**counts, "rating_scale": scale})
+    write_json(METRICS, {**counts, "n_val": warm, "n_val_all": len(val), "n_val_dropped": len(val) - warm})
 
 
 if __name__ == "__main__":

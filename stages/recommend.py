@@ -1,4 +1,8 @@
-"""Print a user's top-N unseen movies under a trained model:  python stages/recommend.py mf_bias 1 -n 10"""
+"""Print a user's top-N unseen movies under a trained model:  python stages/recommend.py bpr 1 -n 10
+
+Recommend with bpr, the model trained to rank; the rating models rank worse than popularity (see README).
+The score is a predicted rating for rating models, and a ranking score for bpr and popularity.
+"""
 
 import argparse
 from pathlib import Path
@@ -6,44 +10,47 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from errors import PipelineError, run_stage
-from models import load_checkpoint, top_unseen
-from params import MODEL_NAMES
-from ratings import read_csv
-from training import ENCODED
+from lenscf.artifacts import read_table
+from lenscf.checkpoints import load_checkpoint
+from lenscf.errors import PipelineError, run_stage
+from lenscf.params import MODEL_NAMES
+from lenscf.scoring import SeenItems, top_unseen
+from lenscf.splits import ENCODED, load_encoded
+
+
+def positive_int(text: str) -> int:
+    if not text.lstrip("-").isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number > 0")
+    return int(text)
 
 
 def recommend(model_name: str, user_id: int, n: int) -> pd.DataFrame:
-    """The n highest-scored movies the user has not rated in training, with titles and predicted ratings."""
-    if model_name not in MODEL_NAMES:
-        raise PipelineError(f"unknown model {model_name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    """The n highest-scored movies the user has not rated in training, with titles."""
     model = load_checkpoint(Path(f"models/{model_name}.pt"))
-    users, items = read_csv(ENCODED / "users.csv"), read_csv(ENCODED / "items.csv")
-    index = users.index[users["userId"] == user_id]
-    if len(index) == 0:
+    users = read_table(ENCODED / "users.parquet", ["user", "userId"]).to_pandas()
+    match = users.loc[users["userId"] == user_id, "user"]
+    if match.empty:
         raise PipelineError(
             f"userId {user_id} has no training ratings, so no model knows them "
             f"(known userIds run from {users['userId'].min()} to {users['userId'].max()})"
         )
-    user = int(users["user"].iloc[index[0]])
-    train = read_csv(ENCODED / "train.csv")
-    seen = torch.as_tensor(train.loc[train["user"] == user, "item"].to_numpy())
-    scores, top = top_unseen(model, torch.tensor([user]), torch.zeros_like(seen), seen, len(items), n)
-    picked = items.iloc[top[0].numpy()]
+    data = load_encoded()
+    scores, top = top_unseen(model, torch.tensor([int(match.iloc[0])]), SeenItems(data.train, data.n_users), n)
+    items = read_table(ENCODED / "items.parquet", ["movieId", "title"]).to_pandas().iloc[top[0].numpy()]
     return pd.DataFrame(
         {
-            "movieId": picked["movieId"].to_numpy(),
-            "title": picked["title"].to_numpy(),
-            "predicted": scores[0].numpy().round(2),
+            "movieId": items["movieId"].to_numpy(),
+            "title": items["title"].to_numpy(),
+            "score": scores[0].numpy().round(3),
         }
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", help=f"one of {', '.join(MODEL_NAMES)}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=MODEL_NAMES, help="which trained model ranks (bpr is trained to rank)")
     parser.add_argument("user_id", type=int, help="a MovieLens userId")
-    parser.add_argument("-n", type=int, default=10, help="how many movies (default 10)")
+    parser.add_argument("-n", type=positive_int, default=10, help="how many movies (default 10)")
     args = parser.parse_args()
     print(recommend(args.model, args.user_id, args.n).to_string(index=False))
 

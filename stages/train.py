@@ -1,25 +1,33 @@
-"""Stage train@<model>: fit one model on the encoded training split and save its weights and history."""
+"""Stages train@<model> and count@<model>: fit one model on the encoded training split; save it and its history."""
 
-import sys
+import argparse
 from pathlib import Path
 
-import pandas as pd
+import torch
 
-from artifacts import write_csv
-from errors import run_stage
-from models import build_model, save_checkpoint
-from params import TrainParams, load_params
-from training import fit, load_encoded, pick_device
+from lenscf.artifacts import write_json
+from lenscf.checkpoints import save_checkpoint
+from lenscf.engine import pick_device, train_model
+from lenscf.errors import run_stage
+from lenscf.params import MODEL_NAMES, ModelParams, load_params
+from lenscf.splits import load_encoded
 
 
 def main() -> None:
-    params = TrainParams.load(load_params(), sys.argv[1])
-    device = pick_device(params.device)
-    train, val, n_users, n_items = load_encoded(device)
-    model = build_model(params, n_users, n_items, mean=train.ratings.double().mean().item()).to(device)
-    history = fit(model, train, val, params)
-    save_checkpoint(Path(f"models/{params.model}.pt"), model, params, n_users, n_items)
-    write_csv(Path(f"plots/history/{params.model}.csv"), pd.DataFrame(history), float_format="%.6f")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", choices=MODEL_NAMES, help="which model to fit")
+    name = parser.parse_args().model
+    params = ModelParams.load(load_params(), name)
+    engine = params.engine
+    if engine is not None and engine.threads:
+        torch.set_num_threads(engine.threads)
+    device = pick_device(engine.device) if engine is not None else torch.device("cpu")
+    data = load_encoded(device)
+    model, record = train_model(params, data.train, data.val.warm(), data.n_users, data.n_items, data.rating_scale)
+    if record is not None:
+        record["history"] = [{"model": name, **row} for row in record["history"]]
+        write_json(Path(f"plots/history/{name}.json"), record)
+    save_checkpoint(Path(f"models/{name}.pt"), name, model)
 
 
 if __name__ == "__main__":

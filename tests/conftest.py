@@ -1,8 +1,13 @@
-"""Shared fixtures: a tiny MovieLens-shaped dataset, its archive, and a local HTTP server to serve it."""
+"""Shared fixtures: tiny MovieLens-shaped datasets, their archives, a local HTTP server, and fixed params.
+
+No test reads the repository's params.yaml: a user's `dvc exp run -S ...` changes that file, and the suite
+must pass all the same. Tests start from tests/params.yaml and change copies of it.
+"""
 
 import hashlib
 import io
 import os
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -11,19 +16,48 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 
-import fetch
+from lenscf import archive
 
 ROOT = Path(__file__).resolve().parents[1]
+TEST_PARAMS = Path(__file__).with_name("params.yaml")
+sys.path.insert(0, str(ROOT / "bench"))  # the synthetic-release generator
 
 # The real archive's mirror, read before any fixture clears the variable; a folder is made absolute
 # because the tests run in temporary directories.
-REAL_MIRROR = os.environ.get(fetch.MIRROR_VARIABLE, "")
+REAL_MIRROR = os.environ.get(archive.MIRROR_VARIABLE, "")
 if REAL_MIRROR and "://" not in REAL_MIRROR:
     REAL_MIRROR = str(Path(REAL_MIRROR).resolve())
-needs_real_archive = pytest.mark.skipif(not REAL_MIRROR, reason=f"{fetch.MIRROR_VARIABLE} is not set: no real archive")
+needs_real_archive = pytest.mark.skipif(
+    not REAL_MIRROR, reason=f"{archive.MIRROR_VARIABLE} is not set: no real archive"
+)
+
+
+def make_params(**changes: object) -> dict:
+    """tests/params.yaml with top-level keys replaced, or merged into where both are sections."""
+    params = yaml.safe_load(TEST_PARAMS.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            params[key] = {**params[key], **value}
+        else:
+            params[key] = value
+    return params
+
+
+def write_params(project: Path, **changes: object) -> dict:
+    """`project`'s params.yaml (at first tests/params.yaml) with some sections changed or merged into."""
+    source = project / "params.yaml"
+    params = yaml.safe_load(source.read_text()) if source.exists() else make_params()
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            params[key] = {**params[key], **value}
+        else:
+            params[key] = value
+    source.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
 
 
 def low_rank_ratings(
@@ -48,6 +82,10 @@ def low_rank_ratings(
 def movies_for(ratings: pd.DataFrame) -> pd.DataFrame:
     ids = np.unique(ratings["movieId"])
     return pd.DataFrame({"movieId": ids, "title": [f"Movie {m} (2000)" for m in ids], "genres": "Drama"})
+
+
+def arrow(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def make_zip(files: dict[str, bytes]) -> bytes:
@@ -120,27 +158,14 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetch, "BACKOFF_S", 0.0)
-
-
-def write_params(project: Path, **changes: dict) -> dict:
-    """`project`'s params.yaml (at first the repository's) with some sections changed or merged into."""
-    source = project / "params.yaml" if (project / "params.yaml").exists() else ROOT / "params.yaml"
-    params = yaml.safe_load(source.read_text())
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(params.get(key), dict):
-            params[key] = {**params[key], **value}
-        else:
-            params[key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return params
+    monkeypatch.setattr(archive, "BACKOFF_S", 0.0)
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working directory holding the repository's params.yaml; stages use paths relative to it."""
+    """An empty working directory holding tests/params.yaml; stages use paths relative to it."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(fetch.MIRROR_VARIABLE, raising=False)
+    monkeypatch.delenv(archive.MIRROR_VARIABLE, raising=False)
     write_params(tmp_path)
     return tmp_path
 
@@ -148,7 +173,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def real_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project whose download stage reads the real ml-latest-small archive from the mirror."""
-    monkeypatch.setenv(fetch.MIRROR_VARIABLE, REAL_MIRROR)
+    monkeypatch.setenv(archive.MIRROR_VARIABLE, REAL_MIRROR)
     return project
 
 
@@ -165,3 +190,9 @@ def serve_release(server: Server, project: Path, release: TinyRelease, dataset: 
             "timeout_s": 5,
         },
     )
+
+
+def run_main(module: object, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    """Call a stage script's main() as `python stages/<script>.py args...` would."""
+    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *args])
+    module.main()

@@ -1,88 +1,110 @@
-"""Stage encode: ids indexed from training alone, unseen validation rows dropped and counted."""
+"""Stage encode: ids indexed from training alone; unseen validation rows kept, marked and counted."""
 
 import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import encode
-from conftest import needs_real_archive
-from errors import PipelineError
+from conftest import arrow, needs_real_archive, run_main
+from lenscf.artifacts import read_table, write_json, write_table
+from lenscf.errors import PipelineError
 
 # The notebook's own check (In [8]): its tiny training frame and the encoding it printed.
 TINY_TRAIN = pd.DataFrame(
     {
         "userId": [11, 11, 2, 2, 31, 31, 4, 4, 52, 52, 61, 7, 7],
         "movieId": [1, 23, 23, 4, 1, 23, 1, 3, 1, 3, 3, 23, 3],
-        "rating": [4, 5, 5, 3, 4, 4, 5, 2, 1, 4, 5, 1, 3],
-        "timestamp": 0,
+        "rating": [4.0, 5, 5, 3, 4, 4, 5, 2, 1, 4, 5, 1, 3],
     }
-)
+).astype({"userId": "int32", "movieId": "int32", "rating": "float32"})
 NOTEBOOK_USERS = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6]
 NOTEBOOK_ITEMS = [0, 1, 1, 2, 0, 1, 0, 3, 0, 3, 3, 1, 3]
 
 
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch):
+    return lambda: run_main(encode, monkeypatch)
+
+
 def test_training_ids_are_indexed_as_the_notebook_does() -> None:
-    tables = encode.encode(TINY_TRAIN, TINY_TRAIN.iloc[:0])
-    assert tables["train"]["user"].tolist() == NOTEBOOK_USERS
-    assert tables["train"]["item"].tolist() == NOTEBOOK_ITEMS
-    assert tables["users"]["userId"].tolist() == [11, 2, 31, 4, 52, 61, 7]
-    assert tables["items"]["movieId"].tolist() == [1, 23, 4, 3]
+    tables = encode.encode(arrow(TINY_TRAIN), arrow(TINY_TRAIN.iloc[:0]))
+    assert tables["train"]["user"].to_pylist() == NOTEBOOK_USERS
+    assert tables["train"]["item"].to_pylist() == NOTEBOOK_ITEMS
+    assert tables["users"]["userId"].to_pylist() == [11, 2, 31, 4, 52, 61, 7]
+    assert tables["items"]["movieId"].to_pylist() == [1, 23, 4, 3]
 
 
-def test_validation_uses_the_training_index_and_drops_the_unseen() -> None:
-    val = pd.DataFrame({"userId": [7, 99, 11, 2], "movieId": [4, 1, 77, 23], "rating": [2.0, 3, 4, 5], "timestamp": 0})
-    tables = encode.encode(TINY_TRAIN, val)
-    assert tables["val"].to_dict("list") == {"user": [6, 1], "item": [2, 1], "rating": [2.0, 5.0]}
+def test_validation_uses_the_training_index_and_marks_the_unseen() -> None:
+    val = pd.DataFrame({"userId": [7, 99, 11, 2], "movieId": [4, 1, 77, 23], "rating": [2.0, 3, 4, 5]})
+    tables = encode.encode(arrow(TINY_TRAIN), arrow(val.astype({"userId": "int32", "movieId": "int32"})))
+    got = tables["val"].to_pydict()
+    assert got["user"] == [6, -1, 0, 1] and got["item"] == [2, 0, -1, 1]
+    assert got["userId"] == [7, 99, 11, 2] and got["rating"] == [2.0, 3, 4, 5]
 
 
 def write_split(train: pd.DataFrame, val: pd.DataFrame) -> None:
-    Path("data/split").mkdir(parents=True)
-    Path("data/raw").mkdir(parents=True)
-    train.to_csv("data/split/train.csv", index=False)
-    val.to_csv("data/split/val.csv", index=False)
-    pd.DataFrame({"movieId": [1, 23, 4, 3], "title": ["A", "B", "C", "D"]}).to_csv("data/raw/movies.csv", index=False)
+    write_table("data/split/train.parquet", arrow(train))
+    write_table("data/split/val.parquet", arrow(val))
+    write_table("data/raw/movies.parquet", pa.table({"movieId": [1, 23, 4, 3], "title": ["A", "B", "C", "D"]}))
+    write_json("data/raw/source.json", {"rating_scale": [0.5, 5.0]})
 
 
-def test_encode_stage_writes_tables_titles_and_counts(project: Path) -> None:
-    val = pd.DataFrame({"userId": [7, 99, 11], "movieId": [4, 1, 77], "rating": [2.0, 3, 4], "timestamp": 0})
-    write_split(TINY_TRAIN, val)
-    encode.main()
+def test_encode_stage_writes_tables_titles_counts_and_scale(project: Path, run) -> None:
+    val = pd.DataFrame({"userId": [7, 99, 11], "movieId": [4, 1, 77], "rating": [2.0, 3, 4]})
+    write_split(TINY_TRAIN, val.astype({"userId": "int32", "movieId": "int32", "rating": "float32"}))
+    run()
     assert json.loads(Path("metrics/data.json").read_text()) == {
         "n_train": 13,
         "n_val": 1,
+        "n_val_all": 3,
         "n_val_dropped": 2,
         "n_users": 7,
         "n_items": 4,
     }
-    items = pd.read_csv("data/encoded/items.csv")
+    assert json.loads(Path("data/encoded/info.json").read_text())["rating_scale"] == [0.5, 5.0]
+    items = pd.read_parquet("data/encoded/items.parquet")
     assert items.to_dict("list") == {"item": [0, 1, 2, 3], "movieId": [1, 23, 4, 3], "title": ["A", "B", "C", "D"]}
-    users = pd.read_csv("data/encoded/users.csv")
-    train = pd.read_csv("data/encoded/train.csv")
+    users = pd.read_parquet("data/encoded/users.parquet")
+    train = pd.read_parquet("data/encoded/train.parquet")
+    assert train.dtypes.astype(str).tolist() == ["int32", "int32", "float32"]
     # the mappings turn every encoded rating back into its MovieLens ids
     assert users["userId"][train["user"]].tolist() == TINY_TRAIN["userId"].tolist()
     assert items["movieId"][train["item"]].tolist() == TINY_TRAIN["movieId"].tolist()
 
 
-def test_encode_stage_checks_its_input(project: Path) -> None:
+def test_parquet_round_trip_keeps_values_and_types(project: Path) -> None:
+    table = pa.table({"user": pa.array([0, 5], pa.int32()), "rating": pa.array([0.5, 4.5], pa.float32())})
+    write_table("t.parquet", table)
+    assert read_table("t.parquet", ["user", "rating"]).equals(table)
+    first = Path("t.parquet").read_bytes()
+    write_table("t.parquet", table)
+    assert Path("t.parquet").read_bytes() == first
+    with pytest.raises(PipelineError, match=r"t.parquet: missing column\(s\) item"):
+        read_table("t.parquet", ["user", "item"])
+
+
+def test_encode_stage_checks_its_input(project: Path, run) -> None:
     write_split(TINY_TRAIN.drop(columns="rating"), TINY_TRAIN)
-    with pytest.raises(PipelineError, match=r"data/split/train.csv: missing column\(s\) rating"):
-        encode.main()
+    with pytest.raises(PipelineError, match=r"data/split/train.parquet: missing column\(s\) rating"):
+        run()
     assert not Path("data/encoded").exists() and not Path("metrics").exists()
 
 
 @needs_real_archive
-def test_real_encoding_matches_the_notebooks_counts(real_project: Path) -> None:
+def test_real_encoding_matches_the_notebooks_counts(real_project: Path, run, monkeypatch: pytest.MonkeyPatch) -> None:
     import download
     import split
 
-    download.main()
-    split.main()
-    encode.main()
+    run_main(download, monkeypatch)
+    run_main(split, monkeypatch)
+    run()
     assert json.loads(Path("metrics/data.json").read_text()) == {
         "n_train": 80_450,
         "n_val": 19_591,
+        "n_val_all": 20_386,
         "n_val_dropped": 795,
         "n_users": 610,
         "n_items": 8_998,

@@ -1,8 +1,8 @@
 """The experiment workflow end to end, as a user runs it, on a tiny dataset served from 127.0.0.1.
 
-One test, several steps, because each step needs the state the last one left: a fresh
-`dvc repro`, a no-op repeat, `dvc exp run -S`, a queued sweep, `dvc metrics diff` between
-branches without the cache, and a push/pull round trip through a local remote.
+One test, several steps, because each step needs the state the last one left: a fresh `dvc repro`, a no-op
+repeat, `dvc exp run -S`, going back to the earlier params from the run-cache, a queued grid sweep,
+`dvc metrics diff` and `dvc plots diff` between branches without the cache, and a push/pull round trip.
 """
 
 import json
@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, Server, TinyRelease, low_rank_ratings
-from params import MODEL_NAMES
+from conftest import ROOT, Server, TinyRelease, low_rank_ratings, make_params
+from lenscf.params import COUNTED, MODEL_NAMES, TRAINED
 
 DATA_STAGES = {"download", "split", "encode"}
-MODEL_STAGES = {f"{stage}@{m}" for stage in ("train", "evaluate") for m in MODEL_NAMES}
+COUNT_STAGES = {f"count@{m}" for m in COUNTED}
+TRAIN_STAGES = {f"train@{m}" for m in TRAINED}
+EVALUATE_STAGES = {f"evaluate@{m}" for m in MODEL_NAMES}
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="the workflow needs git")
 
@@ -54,11 +56,8 @@ class Repo:
         self.run("git", "add", "-A")
         self.run("git", "commit", "-q", "-m", message)
 
-    def set_params(self, **changes: object) -> None:
-        path = self.path / "params.yaml"
-        params = yaml.safe_load(path.read_text())
-        params.update(changes)
-        path.write_text(yaml.safe_dump(params, sort_keys=False))
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
 
 
 def stages_run(output: str) -> set[str]:
@@ -80,22 +79,20 @@ def repo(tmp_path: Path, server: Server) -> Repo:
     shutil.copytree(ROOT / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, path / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(url=server.url + "/{dataset}.zip", sha256={"ml-latest-small": release.pins})
-    params.update(epochs=2, emb_size=8, batch_size=64)
-    params["models"] = {name: {"mean_offset": True} for name in MODEL_NAMES if name not in ("global_mean", "biases")}
-    params["models"].update(global_mean={}, biases={}, collab_fnet={"n_hidden": 4, "dropout": 0.1})
+    params = make_params(epochs=2)
+    params["data"] |= {"url": server.url + "/{dataset}.zip", "sha256": {"ml-latest-small": release.pins}}
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     r = Repo(path)
     r.run("git", "init", "-q", "-b", "main")
     r.dvc("init", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")  # the per-model colour templates
     r.commit("pipeline")
     return r
 
 
 def test_workflow(repo: Repo, tmp_path: Path) -> None:
     # A fresh clone runs every stage; a second repro runs none.
-    assert stages_run(repo.dvc("repro")) == DATA_STAGES | MODEL_STAGES
+    assert stages_run(repo.dvc("repro")) == DATA_STAGES | COUNT_STAGES | TRAIN_STAGES | EVALUATE_STAGES
     repo.commit("baseline results")
     assert stages_run(repo.dvc("repro")) == set()
     assert "up to date" in repo.dvc("status")
@@ -104,16 +101,23 @@ def test_workflow(repo: Repo, tmp_path: Path) -> None:
     assert stages_run(repo.dvc("repro", "--force", "--single-item", "train@mf_bias")) == {"train@mf_bias"}
     assert repo.run("git", "status", "--porcelain") == ""
 
-    # A shared training parameter reruns training and evaluation only.
-    assert stages_run(repo.dvc("exp", "run", "-n", "lr-high", "-S", "lr=0.005")) == MODEL_STAGES
+    # A shared engine parameter retrains the trained models and re-evaluates all (biases is the cold-start
+    # fallback of every evaluation); the counted baselines do not read it and stay.
+    assert stages_run(repo.dvc("exp", "run", "-n", "lr-high", "-S", "lr=0.005")) == TRAIN_STAGES | EVALUATE_STAGES
     data = experiments(repo)["lr-high"]
     assert data["params"]["params.yaml"]["data"]["lr"] == 0.005
     assert set(data["metrics"]) >= {f"metrics/{m}.json" for m in MODEL_NAMES}
 
-    # A queued sweep, run two at a time.
-    repo.run("git", "checkout", "-q", "--", "params.yaml", "dvc.lock", "metrics", "plots")
-    for lr in ("0.002", "0.02"):
-        repo.dvc("exp", "run", "--queue", "-S", f"lr={lr}")
+    # Going back to the earlier value restores every stage from the run-cache: a -> b -> a runs nothing.
+    back = repo.dvc("exp", "run", "-n", "lr-back", "-S", "lr=0.01")
+    assert stages_run(back) == set(), back
+    assert back.count("is cached - skipping run") == len(TRAIN_STAGES | EVALUATE_STAGES)
+    # the baseline's results, byte for byte (DVC rewrites params.yaml in its own YAML style)
+    assert repo.run("git", "status", "--porcelain", "--", ".", ":!params.yaml") == ""
+    assert repo.params()["lr"] == 0.01
+
+    # A Hydra-style grid sweep, queued and run two at a time, then only what changed.
+    repo.dvc("exp", "run", "--queue", "-S", "lr=0.002,0.02")
     repo.dvc("queue", "start", "-j", "2")
     deadline = time.monotonic() + 600
     while True:
@@ -124,21 +128,30 @@ def test_workflow(repo: Repo, tmp_path: Path) -> None:
         time.sleep(3)
     assert status.count("Success") == 2, status
     lrs = {data["params"]["params.yaml"]["data"]["lr"] for data in experiments(repo).values()}
-    assert lrs == {0.005, 0.002, 0.02}
+    assert {0.002, 0.02} <= lrs
+    changed = repo.dvc("exp", "show", "--only-changed", "--csv")
+    assert "lr" in changed.splitlines()[0] and "warm.mse" in changed.splitlines()[0]
 
-    # A branch that changes a parameter; metrics diff needs no cache because metrics live in git.
+    # A branch that changes one model's key: only that model reruns, and metrics diff needs no cache.
     repo.run("git", "checkout", "-q", "-b", "wider")
-    repo.set_params(emb_size=16)
-    assert stages_run(repo.dvc("repro")) == MODEL_STAGES
-    repo.commit("emb_size 16")
+    params = repo.params()
+    params["models"]["mf"]["emb_size"] = 16
+    (repo.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stages_run(repo.dvc("repro")) == {"train@mf", "evaluate@mf"}
+    repo.commit("mf emb_size 16")
     repo.dvc("remote", "add", "-d", "store", str(tmp_path / "remote"))
     repo.dvc("push")
     shutil.rmtree(repo.path / ".dvc" / "cache")
     diff = json.loads(repo.dvc("metrics", "diff", "main", "wider", "--json"))
-    for model in ("mf", "mf_bias", "collab_fnet"):
-        assert diff[f"metrics/{model}.json"]["mse"]["diff"] != 0
-    assert "metrics/global_mean.json" not in diff  # nothing there depends on emb_size
-    assert "metrics/data.json" not in diff
+    assert diff["metrics/mf.json"]["warm.mse"]["diff"] != 0
+    assert not {f"metrics/{m}.json" for m in MODEL_NAMES if m != "mf"} & set(diff)
+
+    # Plot data live in git too, so plots diff shows both branches without the cache, one colour per model.
+    plots = json.loads(repo.dvc("plots", "diff", "main", "wider", "--json"))["data"]
+    curve = plots["Validation MSE by epoch"][0]
+    assert set(curve["revisions"]) == {"main", "wider"}
+    assert curve["content"]["encoding"]["color"]["field"] == "model"
+    assert {row["model"] for row in curve["content"]["data"]["values"]} == {"biases", "mf", "mf_bias", "collab_fnet"}
 
     # The artifacts round-trip through the remote.
     shutil.rmtree(repo.path / "data")

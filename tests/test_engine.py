@@ -1,0 +1,292 @@
+"""The training engine: its gradients against autograd, Adam, the notebook's full batch, early stopping, learning."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import low_rank_ratings, make_params
+from lenscf.engine import (
+    DotPairs,
+    DotRatings,
+    NetRatings,
+    RowAdam,
+    carve_holdout,
+    fit,
+    objective,
+    pairwise_objective,
+    rating_mse,
+    train_model,
+)
+from lenscf.models import build_model
+from lenscf.params import TRAINED, EngineParams, ModelParams
+from lenscf.scoring import SeenItems, top_unseen
+from lenscf.splits import Ratings
+
+SCALE = (0.5, 5.0)
+
+
+def engine(name: str = "mf", **changes: object) -> EngineParams:
+    return ModelParams.load(make_params(**changes), name).engine
+
+
+def model_params(name: str, **changes: object) -> ModelParams:
+    """tests/params.yaml's keys for `name`, with some of that model's own keys changed."""
+    raw = make_params()
+    raw["models"][name] = {**raw["models"][name], **changes}
+    return ModelParams.load(raw, name)
+
+
+def random_ratings(n_users: int = 13, n_items: int = 17, n: int = 90, seed: int = 0) -> Ratings:
+    """Distinct random (user, item) pairs with random ratings."""
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.unique(torch.randint(0, n_users * n_items, (n,), generator=g))
+    ratings = torch.rand(len(keys), generator=g) * 4.5 + 0.5
+    return Ratings(keys // n_items, keys % n_items, ratings)
+
+
+def randomised(name: str, n_users: int = 13, n_items: int = 17, **args: object) -> torch.nn.Module:
+    """A model whose weights are all far from their initial values, so that no gradient term is trivially zero."""
+    defaults = {
+        "biases": {},
+        "mf": {"emb_size": 4, "mean_offset": True},
+        "mf_bias": {"emb_size": 4, "mean_offset": False},
+        "collab_fnet": {"emb_size": 4, "n_hidden": 3, "dropout": 0.0, "mean_offset": True},
+        "bpr": {"emb_size": 4},
+    }
+    torch.manual_seed(1)
+    model = build_model(name, n_users, n_items, 3.2, {**defaults[name], **args})
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return model
+
+
+def autograd_grads(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    loss.backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("name", ["biases", "mf", "mf_bias", "collab_fnet"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rating_gradients_equal_autograds(name: str, seed: int) -> None:
+    """The engine's gradient of a random batch is autograd's gradient of `objective`, to 1e-5."""
+    data, l2 = random_ratings(seed=seed), 0.3
+    model = randomised(name)
+    expected = autograd_grads(model, objective(model, data.users, data.items, data.ratings, l2))
+    params = engine(name, batch_size=0, l2=l2)
+    trainer = (NetRatings if name == "collab_fnet" else DotRatings)(model, data, params, torch.Generator())
+    prepared = trainer.batches[0]
+    rows = prepared["batch"].rows
+    table = trainer.table if name == "collab_fnet" else trainer.table.weight
+    grad, squared = trainer.gradient(prepared, table.index_select(0, rows))
+    if name == "collab_fnet":
+        full = torch.zeros_like(table).index_add_(0, rows, grad)
+        got = {"user_emb.weight": full[: model.n_users], "item_emb.weight": full[model.n_users :]}
+        got |= {k: p.grad for k, p in model.named_parameters() if k.startswith("lin")}
+    else:
+        got = trainer.table.parameter_grads(rows, grad)
+    assert set(got) == set(expected)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
+    with torch.no_grad():
+        assert squared.item() == pytest.approx(((model(data.users, data.items) - data.ratings) ** 2).sum().item())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pairwise_gradients_equal_autograds(seed: int) -> None:
+    data, l2 = random_ratings(seed=seed), 0.3
+    model = randomised("bpr")
+    trainer = DotPairs(model, data, engine(batch_size=0, l2=l2), torch.Generator())
+    batch = trainer.batches[0]
+    negative = torch.randint(0, model.n_items, (len(batch.ratings),), generator=torch.Generator().manual_seed(seed))
+    rows, grad, _, _, loss = trainer.gradient(batch, negative)
+    users = batch.rows[: batch.n_users][batch.user_of]
+    positive = batch.rows[batch.n_users :][batch.item_of] - model.n_users
+    expected = autograd_grads(model, pairwise_objective(model, users, positive, negative, l2))
+    got = trainer.table.parameter_grads(rows, grad)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
+    with torch.no_grad():
+        assert loss.item() == pytest.approx(F.softplus(model(users, negative) - model(users, positive)).sum().item())
+
+
+def test_row_adam_is_torch_adam_when_every_row_steps() -> None:
+    """With every row in every batch and no scaling, lazy Adam is torch.optim.Adam, eps placement included."""
+    weight = torch.randn(6, 3)
+    reference = torch.nn.Parameter(weight.clone())
+    adam = torch.optim.Adam([reference], lr=0.05)
+    ours = RowAdam(weight, lr=0.05, sqrt_scaling=False)
+    rows = torch.arange(6)
+    for step in range(5):
+        grad = torch.randn(6, 3, generator=torch.Generator().manual_seed(step))
+        reference.grad = grad.clone()
+        adam.step()
+        ours.step(rows, weight.index_select(0, rows), grad, torch.ones(6, 1))
+    torch.testing.assert_close(weight, reference.detach())
+
+
+def test_row_adam_leaves_untouched_rows_and_scales_by_the_root_of_the_count() -> None:
+    weight = torch.zeros(4, 2)
+    adam = RowAdam(weight, lr=0.1, sqrt_scaling=True)
+    adam.step(torch.tensor([1, 3]), torch.zeros(2, 2), torch.ones(2, 2), torch.tensor([[1.0], [4.0]]))
+    assert weight[0].tolist() == [0, 0] and weight[2].tolist() == [0, 0]
+    # Adam's first step moves by lr (its m/√v is 1); a row counted 4 times moves √4 = 2 times as far.
+    torch.testing.assert_close(weight[1], torch.full((2,), -0.1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(weight[3], torch.full((2,), -0.2), atol=1e-6, rtol=0)
+
+
+def notebook_train_epocs(model: torch.nn.Module, data: Ratings, epochs: int, lr: float) -> list[float]:
+    """The notebook's train_epocs: torch.optim.Adam, and one step on the MSE of all training ratings per epoch."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        loss = F.mse_loss(model(data.users, data.items), data.ratings)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("name", ["mf", "mf_bias", "collab_fnet"])
+def test_full_batch_is_the_notebooks_training_loop(name: str) -> None:
+    """batch_size 0 with no scaling and no L2 takes exactly the notebook's full-batch Adam steps."""
+    data = random_ratings(n=150)
+    params = engine(name, batch_size=0, l2=0.0, lr=0.05, epochs=5, row_scaling="none")
+    if name == "collab_fnet":
+        params = dataclasses.replace(params, dense_lr=0.05)  # the notebook has one learning rate for all
+    args = {"mean_offset": False} if name != "collab_fnet" else {"dropout": 0.0}
+    ours, notebook = randomised(name, **args), randomised(name, **args)
+    history = _fit_fixed(ours, data, params)
+    losses = notebook_train_epocs(notebook, data, 5, lr=0.05)
+    assert [row["train_loss"] for row in history] == pytest.approx(losses, rel=1e-5)
+    for key, value in notebook.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[key], value, atol=1e-5, rtol=1e-5, msg=key)
+
+
+def _fit_fixed(model: torch.nn.Module, data: Ratings, params: EngineParams) -> list[dict]:
+    """fit() on an existing model: build hands back this model, so the test controls its weights."""
+    _, record = fit(lambda: model, data, data, SCALE, params)
+    return record["history"]
+
+
+def encoded_low_rank(seed: int = 0) -> tuple[Ratings, Ratings, int, int]:
+    ratings = low_rank_ratings(seed=seed)
+    users = np.unique(ratings["userId"], return_inverse=True)[1]
+    items = np.unique(ratings["movieId"], return_inverse=True)[1]
+    data = Ratings.from_arrays(users, items, ratings["rating"].to_numpy())
+    train, val = carve_holdout(data, 0.2, seed)
+    return train, val, int(users.max()) + 1, int(items.max()) + 1
+
+
+@pytest.mark.parametrize("name", ["mf", "mf_bias", "collab_fnet"])
+def test_embedding_models_learn_low_rank_structure(name: str) -> None:
+    train, val, n_users, n_items = encoded_low_rank()
+    mean = train.ratings.mean().item()
+    baseline = F.mse_loss(torch.full_like(val.ratings, mean), val.ratings).item()
+    raw = make_params(lr=0.01, epochs=100, l2=0.001, batch_size=64)
+    if name == "collab_fnet":
+        raw["models"][name] |= {"dropout": 0.0, "dense_lr": 0.01, "n_hidden": 10}
+    model, _ = train_model(ModelParams.load(raw, name), train, val, n_users, n_items, SCALE)
+    assert rating_mse(model, val, SCALE) < 0.5 * baseline
+
+
+def test_training_is_deterministic() -> None:
+    train, val, n_users, n_items = encoded_low_rank()
+    for name in TRAINED:
+        params = ModelParams.load(make_params(holdout_frac=0.2), name)
+        first, second = (train_model(params, train, val, n_users, n_items, SCALE) for _ in range(2))
+        assert first[1] == second[1], name
+        for key, value in first[0].state_dict().items():
+            assert torch.equal(value, second[0].state_dict()[key]), (name, key)
+
+
+def test_early_stopping_refits_on_all_of_training_for_the_best_epochs() -> None:
+    """The final model is a fresh one trained on the whole split for the epoch count the holdout picked."""
+    train, val, n_users, n_items = encoded_low_rank()
+    raw = make_params(lr=0.05, l2=0.0, holdout_frac=0.3, patience=2, epochs=200)
+    params = ModelParams.load(raw, "mf")
+    model, record = train_model(params, train, val, n_users, n_items, SCALE)
+    best = record["epochs"]
+    losses = [row["holdout_loss"] for row in record["history"]]
+    assert record["searched_epochs"] == best + params.engine.patience < 200
+    assert losses.index(min(losses)) == best - 1  # the best holdout epoch is the last one refit
+    refit, _ = train_model(
+        ModelParams.load({**raw, "holdout_frac": 0.0, "epochs": best}, "mf"), train, val, n_users, n_items, SCALE
+    )
+    for key, value in refit.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_validation_split_never_steers_training() -> None:
+    train, val, n_users, n_items = encoded_low_rank()
+    params = ModelParams.load(make_params(holdout_frac=0.2, patience=2, epochs=30), "mf_bias")
+    other = Ratings(val.users, val.items, val.ratings.flip(0))
+    first, second = (train_model(params, train, v, n_users, n_items, SCALE)[0] for v in (val, other))
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[key]), key
+
+
+def block_preferences(n_users: int = 90, n_items: int = 60, blocks: int = 3, seed: int = 0) -> tuple[Ratings, Ratings]:
+    """Users of block b rate mostly items of block b, and a movie's popularity varies within its block, so
+    ranking by count alone finds a user's block only by chance. Training and held-out pairs share the structure."""
+    rng = np.random.default_rng(seed)
+    user_block, item_block = np.arange(n_users) % blocks, np.arange(n_items) % blocks
+    appeal = rng.uniform(0.5, 1.5, n_items)
+    p = np.where(user_block[:, None] == item_block[None, :], 0.3, 0.03) * appeal[None, :]
+    u, i = np.nonzero(rng.random((n_users, n_items)) < p)
+    data = Ratings.from_arrays(u, i, np.full(len(u), 4.0))
+    return carve_holdout(data, 0.25, seed)
+
+
+def test_bpr_ranks_better_than_popularity_where_preferences_have_structure() -> None:
+    train, held_out = block_preferences()
+    n_users, n_items = 90, 60
+    seen = SeenItems(train, n_users)
+    users = torch.unique(held_out.users)
+
+    def hit_rate(model: torch.nn.Module) -> float:
+        _, top = top_unseen(model, users, seen, 5)
+        hits = [
+            bool(set(top[k].tolist()) & set(held_out.items[held_out.users == u].tolist()))
+            for k, u in enumerate(users.tolist())
+        ]
+        return sum(hits) / len(hits)
+
+    popularity, _ = train_model(model_params("popularity"), train, held_out, n_users, n_items, SCALE)
+    raw = make_params(lr=0.05, epochs=100, l2=0.05, batch_size=128)
+    bpr, _ = train_model(ModelParams.load(raw, "bpr"), train, held_out, n_users, n_items, SCALE)
+    assert hit_rate(bpr) > hit_rate(popularity) + 0.1
+
+
+def test_popularity_counts_and_damps() -> None:
+    data = Ratings.from_arrays(np.array([0, 1, 2, 0]), np.array([0, 0, 0, 1]), np.array([5.0, 5.0, 5.0, 1.0]))
+    model, record = train_model(model_params("popularity", damping=2), data, data, 3, 2, SCALE)
+    assert record is None  # counted: no engine, no epochs
+    mean = 4.0
+    assert model.count.tolist() == [3, 1]
+    # item 0: three ratings 1 above μ shrunk by 2 phantom ratings of μ -> 3 / 5; item 1: -3 / 3
+    assert model(torch.tensor([0, 0]), torch.tensor([0, 1])).tolist() == pytest.approx([mean + 0.6, mean - 1.0])
+
+
+def test_global_mean_trains_nothing() -> None:
+    data = Ratings.from_arrays(np.array([0, 1]), np.array([1, 0]), np.array([3.0, 3.5]))
+    model, record = train_model(model_params("global_mean"), data, data, 2, 2, SCALE)
+    assert record is None and not list(model.parameters())
+    assert model(torch.tensor([0, 1]), torch.tensor([1, 1])).tolist() == [3.25, 3.25]
+
+
+def test_penalty_counts_each_row_once_per_rating() -> None:
+    model = randomised("biases", n_users=2, n_items=2)
+    u, i = torch.tensor([0, 0]), torch.tensor([0, 1])
+    without = objective(model, u, i, torch.zeros(2), 0.0)
+    with_l2 = objective(model, u, i, torch.zeros(2), 1.0)
+    b_u, b_i = model.biases()
+    expected = (2 * b_u[0] ** 2 + b_i[0] ** 2 + b_i[1] ** 2) / 2
+    assert (with_l2 - without).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert math.isfinite(without.item())
