@@ -88,3 +88,12 @@ def test_bootstrap_resamples_columns_together() -> None:
 def test_bootstrap_of_nothing_is_refused() -> None:
     with pytest.raises(ValueError, match="nothing to bootstrap"):
         metrics.bootstrap_intervals(np.array([]), 100, seed=0)
+
+
+def test_bootstrap_of_many_rows_rescales_a_subsample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past BOOTSTRAP_ROWS the interval comes from a subsample, scaled to the full size's standard error."""
+    monkeypatch.setattr(metrics, "BOOTSTRAP_ROWS", 2000)
+    values = np.random.default_rng(1).exponential(1.0, 50_000)
+    ((low, high),) = metrics.bootstrap_intervals(values, 400, seed=0)
+    assert low < values.mean() < high
+    assert high - low == pytest.approx(2 * 1.96 * values.std() / math.sqrt(len(values)), rel=0.2)

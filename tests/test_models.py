@@ -38,16 +38,18 @@ def test_forward_gives_one_prediction_per_pair(name: str) -> None:
     assert out.shape == (3,) and out.dtype == torch.float32
 
 
+def assert_ranker_is_forward(model: torch.nn.Module, users: torch.Tensor) -> None:
+    out = torch.empty(len(users), model.n_items)
+    with torch.no_grad():
+        model.ranker()(users, out)
+        pairs = model(users.repeat_interleave(model.n_items), torch.arange(model.n_items).repeat(len(users)))
+    torch.testing.assert_close(out, pairs.view(len(users), model.n_items), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n != "popularity"])
 def test_ranker_equals_forward_over_the_catalogue(name: str) -> None:
     """The fast scorer (one matrix product, or collab_fnet's split first layer) is forward() for every pair."""
-    model = made(name, n_users=6, n_items=9)
-    users = torch.tensor([5, 0, 3])
-    out = torch.empty(3, 9)
-    with torch.no_grad():
-        model.ranker()(users, out)
-        pairs = model(users.repeat_interleave(9), torch.arange(9).repeat(3)).view(3, 9)
-    torch.testing.assert_close(out, pairs, atol=1e-5, rtol=1e-5)
+    assert_ranker_is_forward(made(name, n_users=6, n_items=9), torch.tensor([5, 0, 3]))
 
 
 def test_popularity_ranks_by_count_and_predicts_its_damped_mean() -> None:
@@ -60,12 +62,7 @@ def test_popularity_ranks_by_count_and_predicts_its_damped_mean() -> None:
 
 def test_collab_fnet_ranker_holds_with_many_users_per_chunk() -> None:
     model = CollabFNet(40, 300, 3.0, emb_size=4, n_hidden=3, dropout=0.3, mean_offset=True).eval()
-    users = torch.arange(40)
-    out = torch.empty(40, 300)
-    with torch.no_grad():
-        model.ranker()(users, out)
-        pairs = model(users.repeat_interleave(300), torch.arange(300).repeat(40)).view(40, 300)
-    torch.testing.assert_close(out, pairs, atol=1e-5, rtol=1e-5)
+    assert_ranker_is_forward(model, torch.arange(40))
 
 
 def test_dropout_keeps_nn_dropouts_semantics() -> None:

@@ -151,10 +151,12 @@ class RowAdam:
         exp_avg_sq = self.exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         self.exp_avg.index_copy_(0, rows, exp_avg)
         self.exp_avg_sq.index_copy_(0, rows, exp_avg_sq)
-        denom = exp_avg_sq.sqrt_().div_(math.sqrt(1 - beta2**self.steps)).add_(EPS)
+        # torch.optim.Adam's m̂ / (√v̂ + eps), with the bias corrections moved onto eps and the step size
+        correction = math.sqrt(1 - beta2**self.steps)
+        ratio = exp_avg.div_(exp_avg_sq.sqrt_().add_(EPS * correction))
         if self.sqrt_scaling:
-            denom.div_(counts.sqrt())
-        current.addcdiv_(exp_avg, denom, value=-self.lr / (1 - beta1**self.steps))
+            ratio.mul_(counts.sqrt())
+        current.add_(ratio, alpha=-self.lr * correction / (1 - beta1**self.steps))
         self.table.index_copy_(0, rows, current)
 
 

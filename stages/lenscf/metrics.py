@@ -83,17 +83,29 @@ def ranking_metrics(
     }
 
 
-def bootstrap_intervals(values: np.ndarray, samples: int, seed: int, level: float = 0.95) -> list[tuple[float, float]]:
+BOOTSTRAP_ROWS = 1 << 18  # above this many rows, resample a subsample and rescale (see bootstrap_intervals)
+
+
+def bootstrap_intervals(
+    values: np.ndarray, samples: int, seed: int, level: float = 0.95
+) -> list[tuple[float, float]]:
     """Percentile intervals for the mean of each column of `values` (rows are resampled together).
 
     Rows (ratings, or users) are drawn with replacement `samples` times from a seeded generator, so the same
-    values give the same intervals; resamples are drawn in chunks to bound memory.
+    values give the same intervals. With more than BOOTSTRAP_ROWS rows (ml-25m's 5 M validation ratings), the
+    bootstrap runs on a seeded subsample of that many rows and its spread around the subsample's mean is scaled
+    by sqrt(subsample / rows), since a mean's spread shrinks as 1/sqrt(rows): the m-out-of-n bootstrap, which
+    costs seconds where resampling every row a thousand times would cost minutes.
     """
     values = np.asarray(values, dtype=np.float64)
     values = values[:, None] if values.ndim == 1 else values
     if len(values) == 0:
         raise ValueError("nothing to bootstrap")
     rng = np.random.default_rng(seed)
+    full_mean, scale = values.mean(0), 1.0
+    if len(values) > BOOTSTRAP_ROWS:
+        scale = math.sqrt(BOOTSTRAP_ROWS / len(values))
+        values = values[rng.choice(len(values), BOOTSTRAP_ROWS, replace=False)]
     chunk = max(1, (1 << 22) // len(values))
     means = np.empty((samples, values.shape[1]))
     for start in range(0, samples, chunk):
@@ -102,4 +114,6 @@ def bootstrap_intervals(values: np.ndarray, samples: int, seed: int, level: floa
         means[start:stop] = values[rows].mean(1)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    centre = values.mean(0)
+    low, high = full_mean + (low - centre) * scale, full_mean + (high - centre) * scale
     return [(float(lo), float(hi)) for lo, hi in zip(low, high, strict=True)]
