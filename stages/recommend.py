@@ -7,15 +7,15 @@ The score is a predicted rating for rating models, and a ranking score for bpr a
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from lenscf.artifacts import read_table
 from lenscf.checkpoints import load_checkpoint
 from lenscf.errors import PipelineError, run_stage
 from lenscf.params import MODEL_NAMES
 from lenscf.scoring import SeenItems, top_unseen
-from lenscf.splits import ENCODED, load_encoded
+from lenscf.splits import load_encoded
 
 
 def positive_int(text: str) -> int:
@@ -27,20 +27,20 @@ def positive_int(text: str) -> int:
 def recommend(model_name: str, user_id: int, n: int) -> pd.DataFrame:
     """The n highest-scored movies the user has not rated in training, with titles."""
     model = load_checkpoint(Path(f"models/{model_name}.pt"))
-    users = read_table(ENCODED / "users.parquet", ["user", "userId"]).to_pandas()
-    match = users.loc[users["userId"] == user_id, "user"]
-    if match.empty:
+    data = load_encoded(with_catalogue=True)
+    user_ids = data.catalogue["userId"]
+    match = np.flatnonzero(user_ids == user_id)
+    if len(match) == 0:
         raise PipelineError(
             f"userId {user_id} has no training ratings, so no model knows them "
-            f"(known userIds run from {users['userId'].min()} to {users['userId'].max()})"
+            f"(known userIds run from {user_ids.min()} to {user_ids.max()})"
         )
-    data = load_encoded()
-    scores, top = top_unseen(model, torch.tensor([int(match.iloc[0])]), SeenItems(data.train, data.n_users), n)
-    items = read_table(ENCODED / "items.parquet", ["movieId", "title"]).to_pandas().iloc[top[0].numpy()]
+    scores, top = top_unseen(model, torch.tensor([int(match[0])]), SeenItems(data.train, data.n_users), n)
+    picked = top[0].numpy()
     return pd.DataFrame(
         {
-            "movieId": items["movieId"].to_numpy(),
-            "title": items["title"].to_numpy(),
+            "movieId": data.catalogue["movieId"][picked],
+            "title": data.catalogue["title"][picked],
             "score": scores[0].numpy().round(3),
         }
     )

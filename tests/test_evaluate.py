@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 
@@ -120,6 +121,8 @@ def prepare_encoded(project: Path, ratings_frame: pd.DataFrame | None = None, sp
         frame = ratings_frame
     frame = frame.astype({"userId": "int32", "movieId": "int32", "rating": "float32"})
     tables = encode.encode(arrow(frame.iloc[:split_at]), arrow(frame.iloc[split_at:]))
+    titles = [f"Movie {m}" for m in tables["items"]["movieId"].to_pylist()]
+    tables["items"] = tables["items"].append_column("title", pa.array(titles))  # as the encode stage adds them
     for name, table in tables.items():
         write_table(f"data/encoded/{name}.parquet", table)
     info = {"n_users": len(tables["users"]), "n_items": len(tables["items"]), "rating_scale": [0.5, 5.0]}

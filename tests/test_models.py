@@ -100,6 +100,7 @@ class Tampered:
         return (print, ("this must never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize(
     "content",
     [b"not a checkpoint", pickle.dumps(Tampered())],

@@ -86,9 +86,7 @@ def ranking_metrics(
 BOOTSTRAP_ROWS = 1 << 18  # above this many rows, resample a subsample and rescale (see bootstrap_intervals)
 
 
-def bootstrap_intervals(
-    values: np.ndarray, samples: int, seed: int, level: float = 0.95
-) -> list[tuple[float, float]]:
+def bootstrap_intervals(values: np.ndarray, samples: int, seed: int, level: float = 0.95) -> list[tuple[float, float]]:
     """Percentile intervals for the mean of each column of `values` (rows are resampled together).
 
     Rows (ratings, or users) are drawn with replacement `samples` times from a seeded generator, so the same

@@ -52,11 +52,22 @@ class Encoded:
     n_items: int
     rating_scale: tuple[float, float]
     val_ids: tuple[np.ndarray, np.ndarray] | None  # MovieLens userId and movieId of each validation rating
+    catalogue: dict[str, np.ndarray] | None  # userId by user index; movieId and title by item index
 
 
-def load_encoded(device: torch.device | str = "cpu", with_ids: bool = False) -> Encoded:
-    """The encode stage's splits and table sizes; `with_ids` adds the validation ratings' MovieLens ids."""
+def load_encoded(device: torch.device | str = "cpu", with_ids: bool = False, with_catalogue: bool = False) -> Encoded:
+    """The encode stage's splits and table sizes; `with_ids` adds the validation ratings' MovieLens ids, and
+    `with_catalogue` the MovieLens ids and titles behind the user and item indices."""
     info = read_json(ENCODED / "info.json")
+    catalogue = None
+    if with_catalogue:
+        users = read_table(ENCODED / "users.parquet", ["userId"])
+        items = read_table(ENCODED / "items.parquet", ["movieId", "title"])
+        catalogue = {
+            "userId": users["userId"].to_numpy(),
+            "movieId": items["movieId"].to_numpy(),
+            "title": items["title"].to_numpy(zero_copy_only=False),
+        }
     train = read_table(ENCODED / "train.parquet", ["user", "item", "rating"])
     val = read_table(ENCODED / "val.parquet", ["user", "item", "rating", *(["userId", "movieId"] if with_ids else [])])
     return Encoded(
@@ -66,4 +77,5 @@ def load_encoded(device: torch.device | str = "cpu", with_ids: bool = False) -> 
         n_items=info["n_items"],
         rating_scale=tuple(info["rating_scale"]),
         val_ids=(val["userId"].to_numpy(), val["movieId"].to_numpy()) if with_ids else None,
+        catalogue=catalogue,
     )
