@@ -7,20 +7,18 @@ then a refit), and prints the MSE on the held-out 10% (for bpr: ndcg@10 over it)
     dvc repro encode && python bench/tune.py mf_bias l2=0.05 emb_size=64 lr=0.01
 """
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 
-from lenscf.engine import carve_holdout, fit, fit_counts, rating_mse
-from lenscf.metrics import ranking_metrics
-from lenscf.models import build_model
-from lenscf.params import ModelParams, load_params
-from lenscf.scoring import SeenItems, top_unseen
+from lenscf.engine import carve_holdout, rating_mse, train_model
+from lenscf.evaluation import ranking_section
+from lenscf.params import EvaluateParams, ModelParams, load_params
 from lenscf.splits import load_encoded
 
 TUNE_FRAC, TUNE_SEED = 0.1, 12345
@@ -31,31 +29,18 @@ def main() -> None:
     raw = load_params()
     # Overrides go in as models.<name> keys, so params.py checks them as it checks params.yaml.
     raw["models"][name] = {**(raw["models"].get(name) or {}), **{k: yaml.safe_load(v) for k, v in overrides.items()}}
-    params = ModelParams.load(raw, name)
+    params, evaluate = ModelParams.load(raw, name), EvaluateParams.load(raw)
     data = load_encoded()
-    fit_part, scored = carve_holdout(data.train, TUNE_FRAC, TUNE_SEED)
-    mean = fit_part.ratings.double().mean().item()
-
-    def build() -> torch.nn.Module:
-        torch.manual_seed(params.engine.seed if params.engine else 0)
-        return build_model(name, data.n_users, data.n_items, mean, params.args)
-
+    fit_part, scored = carve_holdout(data.train, TUNE_FRAC, TUNE_SEED)  # every scored pair is warm
     start = time.perf_counter()
-    if params.engine is None:
-        model, record = build(), {"epochs": 0}
-        fit_counts(model, fit_part)
-    else:
-        model, record = fit(build, fit_part, scored, data.rating_scale, params.engine)
+    model, record = train_model(params, fit_part, scored, data.n_users, data.n_items, data.rating_scale)
     wall = time.perf_counter() - start
-    relevant = scored.subset(scored.ratings >= 4.0)
-    users = torch.unique(relevant.users)
-    _, top = top_unseen(model, users, SeenItems(fit_part, data.n_users), 10)
-    ranking = ranking_metrics(top.numpy(), users.numpy(), relevant.users.numpy(), relevant.items.numpy(), 10)
+    # Ranking as the evaluate stage ranks, with the fitted part as training and the scored slice as validation.
+    ranking = ranking_section(model, dataclasses.replace(data, train=fit_part, val=scored), evaluate)
     mse = rating_mse(model, scored, data.rating_scale) if model.predicts_ratings else float("nan")
-    print(
-        f"{name} {overrides} tune mse {mse:.4f} ndcg@10 {ranking['ndcg'].mean():.4f} "
-        f"epochs {record['epochs']} ({record.get('searched_epochs', 0)} searched) {wall:.1f}s"
-    )
+    epochs = f"epochs {record['epochs']} ({record['searched_epochs']} searched)" if record else "counted"
+    top = f"ndcg@{evaluate.top_n}"
+    print(f"{name} {overrides} tune mse {mse:.4f} {top} {ranking[top]:.4f} {epochs} {wall:.1f}s")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def main() -> None:
     model, baseline = load_checkpoint(Path(f"models/{name}.pt")), load_checkpoint(Path("models/biases.pt"))
     metrics, prediction = evaluate(model, baseline, data, params)
     write_json(Path(f"metrics/{name}.json"), metrics)
-    warm = ((data.val.users >= 0) & (data.val.items >= 0)).numpy()
+    warm = data.val.warm_mask().numpy()
     user_ids, movie_ids = data.val_ids
     predictions = pa.table(
         {

@@ -82,14 +82,14 @@ def test_rating_gradients_equal_autograds(name: str, seed: int) -> None:
     trainer = (NetRatings if name == "collab_fnet" else DotRatings)(model, data, params, torch.Generator())
     prepared = trainer.batches[0]
     rows = prepared["batch"].rows
-    table = trainer.table if name == "collab_fnet" else trainer.table.weight
+    table = trainer.table
     grad, squared = trainer.gradient(prepared, table.index_select(0, rows))
     if name == "collab_fnet":
         full = torch.zeros_like(table).index_add_(0, rows, grad)
         got = {"user_emb.weight": full[: model.n_users], "item_emb.weight": full[model.n_users :]}
         got |= {k: p.grad for k, p in model.named_parameters() if k.startswith("lin")}
     else:
-        got = trainer.table.parameter_grads(rows, grad)
+        got = trainer.packed.parameter_grads(rows, grad)
     assert set(got) == set(expected)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
@@ -102,13 +102,14 @@ def test_pairwise_gradients_equal_autograds(seed: int) -> None:
     data, l2 = random_ratings(seed=seed), 0.3
     model = randomised("bpr")
     trainer = DotPairs(model, data, engine(batch_size=0, l2=l2), torch.Generator())
-    batch = trainer.batches[0]
+    prepared = trainer.batches[0]
+    batch = prepared["batch"]
     negative = torch.randint(0, model.n_items, (len(batch.ratings),), generator=torch.Generator().manual_seed(seed))
-    rows, grad, _, _, loss = trainer.gradient(batch, negative)
+    rows, grad, _, _, loss = trainer.gradient(prepared, negative)
     users = batch.rows[: batch.n_users][batch.user_of]
     positive = batch.rows[batch.n_users :][batch.item_of] - model.n_users
     expected = autograd_grads(model, pairwise_objective(model, users, positive, negative, l2))
-    got = trainer.table.parameter_grads(rows, grad)
+    got = trainer.packed.parameter_grads(rows, grad)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
     with torch.no_grad():

@@ -8,14 +8,14 @@ What makes it fast, and why it still trains the notebook's models with Adam:
 - biases, mf, mf_bias and bpr are all dot products of one table W: user rows [p_u, b_u, 1] and item rows
   [q_i, 1, b_i], so that offset + W_u · W_i = offset + p_u · q_i + b_u + b_i (a model without a bias leaves
   out its columns). For the squared error the batch's predictions are one sampled matrix product, and the
-  gradient of every row it touches is one sparse-dense product E · W, E holding the batch's errors.
+  gradients of the rows it touches are two sparse-dense products, E · Q and Eᵀ · P, E holding its errors.
 - collab_fnet's network is differentiated by autograd on the batch's looked-up embedding rows; the engine
   sums those row gradients per table row with a sparse product, as above.
 - Rows are updated by lazy Adam: only the rows a batch touches step, as with torch.optim.SparseAdam. With
   `row_scaling: sqrt` a row's step is multiplied by √(its ratings in the batch): Adam's square-root scaling
   rule for larger batches (Malladi et al., NeurIPS 2022) applied per row, whose own batch is its count. It
-  lets batches of thousands train as well as the small batches of the notebook's day, at a fraction of
-  the cost. With full batches and no scaling every row steps every epoch, and this is torch.optim.Adam.
+  lets batches of thousands train nearly as well as batches of hundreds, at a fraction of the cost. With
+  full batches and no scaling every row steps every epoch, and this is torch.optim.Adam.
 
 `objective` and `pairwise_objective` state in autograd terms what each fit minimises; tests hold every
 closed-form gradient here equal to autograd's gradient of them.
@@ -234,21 +234,54 @@ def _device(model: Recommender) -> torch.device:
 # --- trainers: one epoch of each kind of fit --------------------------------------------------------------
 
 
-class DotRatings:
+class Trainer:
+    """What every fit shares: a table of rows that lazy Adam steps, fixed batches, and the epoch loop.
+
+    A subclass says what a step needs of each batch (`prepare`), how one step goes (`step`), and how the table
+    goes back into the model (`sync`).
+    """
+
+    def __init__(
+        self, model: Recommender, table: torch.Tensor, train: Ratings, params: EngineParams, generator: torch.Generator
+    ) -> None:
+        self.model, self.table, self.l2 = model, table, params.l2
+        self.adam = RowAdam(table, params.lr, sqrt_scaling=params.row_scaling == "sqrt")
+        self.batches = [self.prepare(b) for b in make_batches(train, params.batch_size, model.n_users, generator)]
+
+    def prepare(self, b: Batch) -> dict[str, object]:
+        return {"batch": b}
+
+    def penalise(self, grad: torch.Tensor, current: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
+        """Add the L2 penalty's gradient: each row, once per rating of the batch that reads it."""
+        return grad.addcmul_(current, counts, value=2.0 * self.l2 / n)
+
+    def step(self, prepared: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    def epoch(self, order: list[int], desc: str) -> torch.Tensor:
+        """One pass over the batches in `order`; the summed loss stays on the device (no sync per batch)."""
+        total = torch.zeros((), device=self.table.device)
+        for k in tqdm(order, desc=desc, leave=False, disable=None):
+            total += self.step(self.batches[k])
+        return total
+
+
+class DotRatings(Trainer):
     """Squared error of biases, mf and mf_bias, with closed-form gradients on the packed table."""
 
     def __init__(self, model: Recommender, train: Ratings, params: EngineParams, generator: torch.Generator) -> None:
-        self.model, self.l2 = model, params.l2
-        self.table = PackedTable(model)
-        self.adam = RowAdam(self.table.weight, params.lr, sqrt_scaling=params.row_scaling == "sqrt")
-        self.batches = [self._prepare(b) for b in make_batches(train, params.batch_size, model.n_users, generator)]
+        self.packed = PackedTable(model)
+        super().__init__(model, self.packed.weight, train, params, generator)
 
-    def _prepare(self, b: Batch) -> dict[str, object]:
+    def prepare(self, b: Batch) -> dict[str, object]:
         """What each step needs of a batch, built once: the CSR layouts of its errors by user and by item."""
         n_items = len(b.rows) - b.n_users
         return {
             "batch": b,
-            "targets": b.ratings - self.table.offset,
+            "targets": b.ratings - self.packed.offset,
             "by_user": (b.user_ptr.int(), b.item_of.int(), (b.n_users, n_items)),
             "by_item": (b.item_ptr.int(), b.user_of[b.by_item].int(), (n_items, b.n_users)),
         }
@@ -269,35 +302,29 @@ class DotRatings:
         by_user = torch.sparse_csr_tensor(crow, col, scaled, size=size, check_invariants=False)
         crow, col, size = prepared["by_item"]
         by_item = torch.sparse_csr_tensor(crow, col, scaled[b.by_item], size=size, check_invariants=False)
-        grad = torch.cat([by_user @ items, by_item @ users]).addcmul_(current, b.counts, value=2.0 * self.l2 / n)
-        return self.table.freeze(grad, b.n_users), error.dot(error)
+        grad = self.penalise(torch.cat([by_user @ items, by_item @ users]), current, b.counts, n)
+        return self.packed.freeze(grad, b.n_users), error.dot(error)
 
-    def epoch(self, order: list[int], desc: str) -> torch.Tensor:
-        total = torch.zeros((), device=self.table.weight.device)
-        for k in tqdm(order, desc=desc, leave=False, disable=None):
-            prepared = self.batches[k]
-            b = prepared["batch"]
-            current = self.table.weight.index_select(0, b.rows)
-            grad, squared = self.gradient(prepared, current)
-            self.adam.step(b.rows, current, grad, b.counts)
-            total += squared
-        return total
+    def step(self, prepared: dict) -> torch.Tensor:
+        b: Batch = prepared["batch"]
+        current = self.table.index_select(0, b.rows)
+        grad, squared = self.gradient(prepared, current)
+        self.adam.step(b.rows, current, grad, b.counts)
+        return squared
 
     def sync(self) -> None:
-        self.table.write_back(self.model)
+        self.packed.write_back(self.model)
 
 
-class NetRatings:
+class NetRatings(Trainer):
     """Squared error of collab_fnet: autograd through the network's head on the batch's looked-up rows."""
 
     def __init__(self, model: CollabFNet, train: Ratings, params: EngineParams, generator: torch.Generator) -> None:
-        self.model, self.l2 = model, params.l2
-        self.table = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().clone()
-        self.adam = RowAdam(self.table, params.lr, sqrt_scaling=params.row_scaling == "sqrt")
+        table = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().clone()
+        super().__init__(model, table, train, params, generator)
         self.dense = torch.optim.Adam([*model.lin1.parameters(), *model.lin2.parameters()], lr=params.dense_lr)
-        self.batches = [self._prepare(b) for b in make_batches(train, params.batch_size, model.n_users, generator)]
 
-    def _prepare(self, b: Batch) -> dict[str, object]:
+    def prepare(self, b: Batch) -> dict[str, object]:
         n, device = len(b.ratings), b.ratings.device
         # Sums each looked-up row's gradient into its table row: users' rows first, then items'.
         incidence = torch.sparse_csr_tensor(
@@ -313,29 +340,25 @@ class NetRatings:
         """(gradient of `objective` for the batch's rows, the batch's summed squared error); the network's
         own gradients are left in its parameters' .grad."""
         b: Batch = prepared["batch"]
-        n = len(b.ratings)
         p = current[: b.n_users].index_select(0, b.user_of).requires_grad_()
         q = current[b.n_users :].index_select(0, b.item_of).requires_grad_()
         error = self.model.head(p, q) - b.ratings
         self.dense.zero_grad()
         error.square().mean().backward()
-        grad = (prepared["incidence"] @ torch.cat([p.grad, q.grad])).addcmul_(
-            current, b.counts, value=2.0 * self.l2 / n
-        )
+        grad = self.penalise(prepared["incidence"] @ torch.cat([p.grad, q.grad]), current, b.counts, len(b.ratings))
         return grad, error.detach().square().sum()
 
+    def step(self, prepared: dict) -> torch.Tensor:
+        b: Batch = prepared["batch"]
+        current = self.table.index_select(0, b.rows)
+        grad, squared = self.gradient(prepared, current)
+        self.adam.step(b.rows, current, grad, b.counts)
+        self.dense.step()
+        return squared
+
     def epoch(self, order: list[int], desc: str) -> torch.Tensor:
-        self.model.train()
-        total = torch.zeros((), device=self.table.device)
-        for k in tqdm(order, desc=desc, leave=False, disable=None):
-            prepared = self.batches[k]
-            b = prepared["batch"]
-            current = self.table.index_select(0, b.rows)
-            grad, squared = self.gradient(prepared, current)
-            self.adam.step(b.rows, current, grad, b.counts)
-            self.dense.step()
-            total += squared
-        return total
+        self.model.train()  # dropout on
+        return super().epoch(order, desc)
 
     def sync(self) -> None:
         with torch.no_grad():
@@ -343,24 +366,26 @@ class NetRatings:
             self.model.item_emb.weight.copy_(self.table[self.model.n_users :])
 
 
-class DotPairs:
+class DotPairs(Trainer):
     """BPR on the packed table: each rated (user, item) against an item drawn uniformly at random."""
 
     def __init__(self, model: BPR, train: Ratings, params: EngineParams, generator: torch.Generator) -> None:
-        self.model, self.l2 = model, params.l2
-        self.table = PackedTable(model)
-        self.adam = RowAdam(self.table.weight, params.lr, sqrt_scaling=params.row_scaling == "sqrt")
-        self.batches = make_batches(train, params.batch_size, model.n_users, generator)
+        self.packed = PackedTable(model)
+        super().__init__(model, self.packed.weight, train, params, generator)
         self.negatives = torch.Generator().manual_seed(params.seed + 1)
 
-    def gradient(self, b: Batch, negative: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def prepare(self, b: Batch) -> dict[str, object]:
+        """The rated item of each pair, as an item index; its negative is drawn anew every step."""
+        return {"batch": b, "positive": b.rows[b.n_users :][b.item_of] - self.model.n_users}
+
+    def gradient(self, prepared: dict, negative: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(the touched rows, the gradient of `pairwise_objective` for them, their current values, their counts,
         the batch's summed loss)."""
-        n, n_users, w = len(b.ratings), self.model.n_users, self.table.weight
-        positive = b.rows[b.n_users :][b.item_of] - n_users
-        items, item_of = torch.unique(torch.cat([positive, negative]), return_inverse=True)
-        rows = torch.cat([b.rows[: b.n_users], items + n_users])
-        current = w.index_select(0, rows)
+        b: Batch = prepared["batch"]
+        n = len(b.ratings)
+        items, item_of = torch.unique(torch.cat([prepared["positive"], negative]), return_inverse=True)
+        rows = torch.cat([b.rows[: b.n_users], items + self.model.n_users])
+        current = self.table.index_select(0, rows)
         user_rows, item_rows = current[: b.n_users], current[b.n_users :]
         p = user_rows.index_select(0, b.user_of)
         difference = item_rows.index_select(0, item_of[:n]) - item_rows.index_select(0, item_of[n:])
@@ -372,21 +397,18 @@ class DotPairs:
         item_grad.index_add_(0, item_of[:n], p * g)
         item_grad.index_add_(0, item_of[n:], p * -g)
         counts = torch.cat([b.counts[: b.n_users], torch.bincount(item_of, minlength=len(items)).float().unsqueeze(1)])
-        grad.addcmul_(current, counts, value=2.0 * self.l2 / n)
-        return rows, self.table.freeze(grad, b.n_users), current, counts, F.softplus(-x).sum()
+        grad = self.penalise(grad, current, counts, n)
+        return rows, self.packed.freeze(grad, b.n_users), current, counts, F.softplus(-x).sum()
 
-    def epoch(self, order: list[int], desc: str) -> torch.Tensor:
-        total = torch.zeros((), device=self.table.weight.device)
-        for k in tqdm(order, desc=desc, leave=False, disable=None):
-            b = self.batches[k]
-            negative = torch.randint(self.model.n_items, (len(b.ratings),), generator=self.negatives)
-            rows, grad, current, counts, loss = self.gradient(b, negative.to(b.rows.device))
-            self.adam.step(rows, current, grad, counts)
-            total += loss
-        return total
+    def step(self, prepared: dict) -> torch.Tensor:
+        n = len(prepared["batch"].ratings)
+        negative = torch.randint(self.model.n_items, (n,), generator=self.negatives).to(self.table.device)
+        rows, grad, current, counts, loss = self.gradient(prepared, negative)
+        self.adam.step(rows, current, grad, counts)
+        return loss
 
     def sync(self) -> None:
-        self.table.write_back(self.model)
+        self.packed.write_back(self.model)
 
 
 TRAINERS: dict[type[Recommender], type] = {
@@ -404,6 +426,11 @@ TRAINERS: dict[type[Recommender], type] = {
 def rating_mse(model: Recommender, data: Ratings, scale: tuple[float, float]) -> float:
     """Clipped squared error on pairs known to training: what early stopping watches and history records."""
     return F.mse_loss(predict(model, data.users, data.items).clamp(*scale), data.ratings).item()
+
+
+def watched_loss(model: Recommender, data: Ratings, scale: tuple[float, float], seed: int) -> float:
+    """What early stopping watches and the history records: BPR's pairwise loss, else the clipped squared error."""
+    return pair_loss(model, data, seed) if isinstance(model, BPR) else rating_mse(model, data, scale)
 
 
 def pair_loss(model: Recommender, data: Ratings, seed: int) -> float:
@@ -433,25 +460,23 @@ def fit_counts(model: Recommender, train: Ratings) -> None:
 def _run(
     model: Recommender,
     train: Ratings,
-    watch: dict[str, Callable[[Recommender], float]],
+    watch: dict[str, Ratings],
     params: EngineParams,
+    scale: tuple[float, float],
     epochs: int,
     stop_on: str | None,
-    name: str,
 ) -> list[dict[str, float]]:
-    """Train `model` in place for up to `epochs` epochs, recording each watched loss after every epoch.
-
-    With `stop_on`, stop once that loss has not improved for `patience` epochs.
-    """
+    """Train `model` in place for up to `epochs` epochs, recording the watched loss of each split in `watch`
+    after every epoch. With `stop_on`, stop once that loss has not improved for `patience` epochs."""
     generator = torch.Generator().manual_seed(params.seed)
     trainer = TRAINERS[type(model)](model, train, params, generator)
     history: list[dict[str, float]] = []
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(trainer.batches), generator=generator).tolist()
-        total = trainer.epoch(order, f"{name} epoch {epoch}")
+        total = trainer.epoch(order, f"{type(model).__name__} epoch {epoch}")
         trainer.sync()
         row = {"epoch": epoch, "train_loss": total.item() / len(train)}
-        row |= {key: loss(model) for key, loss in watch.items()}
+        row |= {key: watched_loss(model, data, scale, params.seed) for key, data in watch.items()}
         history.append(row)
         if stop_on is not None:
             best_epoch = min(history, key=lambda r: r[stop_on])["epoch"]
@@ -470,37 +495,21 @@ def fit(
     improvement; then a fresh model is refit on the whole training split for the best number of epochs.
     The validation split is scored after every epoch for the plots and never acted on.
     """
-    model = build()
-    name = type(model).__name__
-    if isinstance(model, BPR):
-
-        def loss_on(data: Ratings) -> Callable[[Recommender], float]:
-            return lambda m: pair_loss(m, data, params.seed)
-    else:
-
-        def loss_on(data: Ratings) -> Callable[[Recommender], float]:
-            return lambda m: rating_mse(m, data, scale)
-
-    record: dict = {"searched_epochs": 0}
-    epochs, holdout_losses = params.epochs, {}
+    epochs, search = params.epochs, []
     if params.holdout_frac > 0:
         kept, holdout = carve_holdout(train, params.holdout_frac, params.seed)
         if len(holdout) == 0:
             raise PipelineError(
                 f"params.yaml: holdout_frac {params.holdout_frac} leaves no rating to stop on; raise it"
             )
-        search = _run(model, kept, {"holdout_loss": loss_on(holdout)}, params, params.epochs, "holdout_loss", name)
+        search = _run(build(), kept, {"holdout_loss": holdout}, params, scale, params.epochs, "holdout_loss")
         epochs = min(search, key=lambda row: row["holdout_loss"])["epoch"]
-        holdout_losses = {row["epoch"]: row["holdout_loss"] for row in search}
-        record["searched_epochs"] = len(search)
-        model = build()
-    watch = {"val_loss": loss_on(val)} if len(val) else {}  # no warm validation pair: nothing to record
-    history = _run(model, train, watch, params, epochs, None, name)
-    for row in history:
-        if holdout_losses:
-            row["holdout_loss"] = holdout_losses[row["epoch"]]
-    record |= {"epochs": len(history), "history": history}
-    return model, record
+    model = build()
+    watch = {"val_loss": val} if len(val) else {}  # no warm validation pair: nothing to record
+    history = _run(model, train, watch, params, scale, epochs, None)
+    for row, searched in zip(history, search, strict=False):  # the search ran at least as many epochs
+        row["holdout_loss"] = searched["holdout_loss"]
+    return model, {"searched_epochs": len(search), "epochs": len(history), "history": history}
 
 
 def train_model(

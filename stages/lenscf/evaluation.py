@@ -96,7 +96,7 @@ def evaluate(
     """The metrics file's three sections, and every validation rating's prediction."""
     prediction = predict_ratings(model, baseline, data.val, data.rating_scale).numpy().astype(np.float64)
     rating = data.val.ratings.numpy().astype(np.float64)
-    warm = ((data.val.users >= 0) & (data.val.items >= 0)).numpy()
+    warm = data.val.warm_mask().numpy()
     metrics = {
         "warm": error_section(prediction[warm], rating[warm], params),
         "all": error_section(prediction, rating, params) | {"n_cold": int((~warm).sum())},

@@ -36,7 +36,7 @@ def predict_ratings(
     own where it has them, and the baseline's otherwise.
     """
     source = model if model.predicts_ratings else baseline
-    warm = (pairs.users >= 0) & (pairs.items >= 0)
+    warm = pairs.warm_mask()
     prediction = torch.empty(len(pairs), device=pairs.ratings.device)
     prediction[warm] = predict(source, pairs.users[warm], pairs.items[warm])
     cold = ~warm

@@ -39,9 +39,12 @@ class Ratings:
     def subset(self, index: torch.Tensor) -> "Ratings":
         return Ratings(self.users[index], self.items[index], self.ratings[index])
 
+    def warm_mask(self) -> torch.Tensor:
+        """Which ratings have a user and an item that training saw (encode marks the others with -1)."""
+        return (self.users >= 0) & (self.items >= 0)
+
     def warm(self) -> "Ratings":
-        """The ratings whose user and item training both saw (encode marks the others with -1)."""
-        return self.subset((self.users >= 0) & (self.items >= 0))
+        return self.subset(self.warm_mask())
 
 
 @dataclass
