@@ -25,10 +25,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
 
-from lenscf.params import COUNTED, MODEL_NAMES, TRAINED  # noqa: E402
+from lenscf.params import COUNTED, MODEL_NAMES, SOLVED, TRAINED, stage_of  # noqa: E402
 
 STAGES = ["download", "split", "encode"]
-STAGES += [f"count@{m}" for m in COUNTED] + [f"train@{m}" for m in TRAINED] + [f"evaluate@{m}" for m in MODEL_NAMES]
+STAGES += [stage_of(m) for m in (*COUNTED, *TRAINED, *SOLVED)] + [f"evaluate@{m}" for m in MODEL_NAMES]
 ML32M = 32_000_000
 
 

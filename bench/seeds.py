@@ -3,8 +3,8 @@
     dvc repro encode && python bench/seeds.py [--seeds 5] [--models mf_bias bpr ...]
 
 Each seed changes the model's initial weights, its batches, its dropout masks and its early-stopping holdout
-slice; the validation split stays the notebook's. The counted baselines have no seed, so their sd is 0. A
-difference between two models smaller than these spreads says little. The same runs as DVC experiments:
+slice (for ials, only its initial tables); the validation split stays the notebook's. The counted baselines
+have no seed, so their sd is 0. A difference between two models smaller than these spreads says little. The same runs as DVC experiments:
 `dvc exp run --queue -S seed=1,2,3,4,5 && dvc queue start -j 2`.
 """
 
@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "stages"))
 
 from lenscf.engine import train_model  # noqa: E402
 from lenscf.evaluation import evaluate  # noqa: E402
-from lenscf.params import MODEL_NAMES, TRAINED, EvaluateParams, ModelParams, load_params  # noqa: E402
+from lenscf.params import COUNTED, MODEL_NAMES, EvaluateParams, ModelParams, load_params  # noqa: E402
 from lenscf.splits import load_encoded  # noqa: E402
 
 
@@ -41,8 +41,8 @@ def main() -> None:
     baseline = None
     for name in ["biases", *[m for m in args.models if m != "biases"]]:
         runs = []
-        for seed in range(1, args.seeds + 1) if name in TRAINED else [0]:
-            raw["models"][name] = {**(raw["models"][name] or {}), **({"seed": seed} if name in TRAINED else {})}
+        for seed in [0] if name in COUNTED else range(1, args.seeds + 1):
+            raw["models"][name] = {**(raw["models"][name] or {}), **({} if name in COUNTED else {"seed": seed})}
             model, _ = train_model(
                 ModelParams.load(raw, name), data.train, data.val.warm(), data.n_users, data.n_items, data.rating_scale
             )

@@ -98,7 +98,9 @@ def main() -> None:
             fit_s = time.perf_counter() - start
             times[name] = process
             rate, epochs = "", ""
-            if record is not None:
+            if params.solver is not None:  # a sweep reads every rating twice, once per side
+                rate, epochs = f"{2 * record['sweeps'] * len(data.train) / fit_s:,.0f}", f"{record['sweeps']} sw"
+            elif record is not None:
                 engine = params.engine
                 kept = len(carve_holdout(data.train, engine.holdout_frac, engine.seed)[0]) if engine.holdout_frac else 0
                 seen = record["searched_epochs"] * kept + record["epochs"] * len(data.train)

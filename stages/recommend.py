@@ -1,7 +1,8 @@
-"""Print a user's top-N unseen movies under a trained model:  python stages/recommend.py bpr 1 -n 10
+"""Print a user's top-N unseen movies under a trained model:  python stages/recommend.py ials 1 -n 10
 
-Recommend with bpr, the model trained to rank; the rating models rank worse than popularity (see README).
-The score is a predicted rating for rating models, and a ranking score for bpr and popularity.
+Recommend with ials, the best of the two models trained to rank; the rating models rank worse than popularity
+(see README). The score is a predicted rating for rating models, and a ranking score for ials, bpr and
+popularity.
 """
 
 import argparse
@@ -48,7 +49,7 @@ def recommend(model_name: str, user_id: int, n: int) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=MODEL_NAMES, help="which trained model ranks (bpr is trained to rank)")
+    parser.add_argument("model", choices=MODEL_NAMES, help="which trained model ranks (ials and bpr are trained to rank)")
     parser.add_argument("user_id", type=int, help="a MovieLens userId")
     parser.add_argument("-n", type=positive_int, default=10, help="how many movies (default 10)")
     args = parser.parse_args()

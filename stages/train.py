@@ -1,4 +1,4 @@
-"""Stages train@<model> and count@<model>: fit one model on the encoded training split; save it and its history."""
+"""Stages train@, solve@ and count@<model>: fit one model on the encoded training split; save it and its history."""
 
 import argparse
 from pathlib import Path
@@ -18,10 +18,10 @@ def main() -> None:
     parser.add_argument("model", choices=MODEL_NAMES, help="which model to fit")
     name = parser.parse_args().model
     params = ModelParams.load(load_params(), name)
-    engine = params.engine
-    if engine is not None and engine.threads:
-        torch.set_num_threads(engine.threads)
-    device = pick_device(engine.device) if engine is not None else torch.device("cpu")
+    fitter = params.fitter
+    if fitter is not None and fitter.threads:
+        torch.set_num_threads(fitter.threads)
+    device = pick_device(fitter.device) if fitter is not None else torch.device("cpu")
     data = load_encoded(device)
     model, record = train_model(params, data.train, data.val.warm(), data.n_users, data.n_items, data.rating_scale)
     if record is not None:

@@ -22,7 +22,7 @@ from lenscf.engine import (
     train_model,
 )
 from lenscf.models import build_model
-from lenscf.params import TRAINED, EngineParams, ModelParams
+from lenscf.params import SOLVED, TRAINED, EngineParams, ModelParams
 from lenscf.scoring import SeenItems, top_unseen
 from lenscf.splits import Ratings
 
@@ -199,7 +199,7 @@ def test_embedding_models_learn_low_rank_structure(name: str) -> None:
 
 def test_training_is_deterministic() -> None:
     train, val, n_users, n_items = encoded_low_rank()
-    for name in TRAINED:
+    for name in (*TRAINED, *SOLVED):
         params = ModelParams.load(make_params(holdout_frac=0.2), name)
         first, second = (train_model(params, train, val, n_users, n_items, SCALE) for _ in range(2))
         assert first[1] == second[1], name
@@ -245,7 +245,8 @@ def block_preferences(n_users: int = 90, n_items: int = 60, blocks: int = 3, see
     return carve_holdout(data, 0.25, seed)
 
 
-def test_bpr_ranks_better_than_popularity_where_preferences_have_structure() -> None:
+@pytest.mark.parametrize("name", ["bpr", "ials"])
+def test_ranking_models_rank_better_than_popularity_where_preferences_have_structure(name: str) -> None:
     train, held_out = block_preferences()
     n_users, n_items = 90, 60
     seen = SeenItems(train, n_users)
@@ -261,8 +262,8 @@ def test_bpr_ranks_better_than_popularity_where_preferences_have_structure() -> 
 
     popularity, _ = train_model(model_params("popularity"), train, held_out, n_users, n_items, SCALE)
     raw = make_params(lr=0.05, epochs=100, l2=0.05, batch_size=128)
-    bpr, _ = train_model(ModelParams.load(raw, "bpr"), train, held_out, n_users, n_items, SCALE)
-    assert hit_rate(bpr) > hit_rate(popularity) + 0.1
+    ranker, _ = train_model(ModelParams.load(raw, name), train, held_out, n_users, n_items, SCALE)
+    assert hit_rate(ranker) > hit_rate(popularity) + 0.1
 
 
 def test_popularity_counts_and_damps() -> None:

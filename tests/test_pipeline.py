@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from conftest import ROOT
-from lenscf.params import COUNTED, ENGINE_KEYS, MODEL_NAMES, TRAINED
+from lenscf.params import COUNTED, ENGINE_KEYS, MODEL_NAMES, SOLVED, SOLVER_SHARED, TRAINED
 
 STAGES, PACKAGE = ROOT / "stages", ROOT / "stages" / "lenscf"
 
@@ -56,8 +56,10 @@ def test_each_model_stage_declares_the_keys_it_reads() -> None:
     trained = stages["train"]["do"]["params"]
     assert set(trained) == {*ENGINE_KEYS, "models.${item}"}
     assert stages["count"]["do"]["params"] == ["models.${item}"]  # no engine: a change of lr leaves them alone
+    assert stages["solve"]["do"]["params"] == [*SOLVER_SHARED, "models.${item}"]  # nor the solver's batches
     variables = {k: v for entry in pipe["vars"] for k, v in entry.items()}
     assert variables["trained_models"] == list(TRAINED) and variables["counted_models"] == list(COUNTED)
+    assert variables["solved_models"] == list(SOLVED)
     assert variables["all_models"] == list(MODEL_NAMES)
 
 

@@ -18,11 +18,12 @@ import pytest
 import yaml
 
 from conftest import ROOT, Server, TinyRelease, low_rank_ratings, make_params
-from lenscf.params import COUNTED, MODEL_NAMES, TRAINED
+from lenscf.params import COUNTED, MODEL_NAMES, SOLVED, TRAINED
 
 DATA_STAGES = {"download", "split", "encode"}
 COUNT_STAGES = {f"count@{m}" for m in COUNTED}
 TRAIN_STAGES = {f"train@{m}" for m in TRAINED}
+SOLVE_STAGES = {f"solve@{m}" for m in SOLVED}
 EVALUATE_STAGES = {f"evaluate@{m}" for m in MODEL_NAMES}
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="the workflow needs git")
@@ -95,7 +96,7 @@ def repo(tmp_path: Path, server: Server) -> Repo:
 
 def test_workflow(repo: Repo, tmp_path: Path) -> None:
     # A fresh clone runs every stage; a second repro runs none.
-    assert stages_run(repo.dvc("repro")) == DATA_STAGES | COUNT_STAGES | TRAIN_STAGES | EVALUATE_STAGES
+    assert stages_run(repo.dvc("repro")) == DATA_STAGES | COUNT_STAGES | TRAIN_STAGES | SOLVE_STAGES | EVALUATE_STAGES
     repo.commit("baseline results")
     assert stages_run(repo.dvc("repro")) == set()
     assert "up to date" in repo.dvc("status")
@@ -105,7 +106,7 @@ def test_workflow(repo: Repo, tmp_path: Path) -> None:
     assert repo.run("git", "status", "--porcelain") == ""
 
     # A shared engine parameter retrains the trained models and re-evaluates all (biases is the cold-start
-    # fallback of every evaluation); the counted baselines do not read it and stay.
+    # fallback of every evaluation); the counted baselines and the solved ials do not read it and stay.
     assert stages_run(repo.dvc("exp", "run", "-n", "lr-high", "-S", "lr=0.005")) == TRAIN_STAGES | EVALUATE_STAGES
     data = experiments(repo)["lr-high"]
     assert data["params"]["params.yaml"]["data"]["lr"] == 0.005

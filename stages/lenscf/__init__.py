@@ -11,6 +11,7 @@ Dependencies point one way: a module imports only modules listed above it (tests
     models      the models, each an nn.Module whose forward() is its formula
     checkpoints saving and loading trained models
     scoring     a trained model's rating predictions (with cold-start fallbacks) and its top-N lists
+    als         implicit ALS's fit: closed-form solves by conjugate gradient, the users' then the items'
     engine      the training engine: batches, gradients, lazy Adam, early stopping and refit
     metrics     rating-error and ranking metrics, and their bootstrap intervals
     evaluation  one model's evaluation: the sections of its metrics file and its plot data

@@ -16,7 +16,7 @@ import torch
 from lenscf.artifacts import write_bytes
 from lenscf.errors import PipelineError
 from lenscf.models import MODELS, Recommender
-from lenscf.params import COUNTED
+from lenscf.params import stage_of
 
 FORMAT = 1
 
@@ -35,19 +35,15 @@ def save_checkpoint(path: Path, name: str, model: Recommender) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def _stage(path: Path) -> str:
-    return f"{'count' if path.stem in COUNTED else 'train'}@{path.stem}"
-
-
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Recommender:
     """weights_only refuses pickled code, so a tampered checkpoint cannot run anything; it is refused in one line."""
     if not path.exists():
-        raise PipelineError(f"{path}: no trained model; run `dvc repro {_stage(path)}` first")
+        raise PipelineError(f"{path}: no trained model; run `dvc repro {stage_of(path.stem)}` first")
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         model = MODELS[checkpoint["model"]](**checkpoint["args"])
         model.load_state_dict(checkpoint["state_dict"])
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, KeyError, TypeError) as err:
-        restore = f"`dvc checkout {path}` or `dvc repro {_stage(path)}` restores it"
+        restore = f"`dvc checkout {path}` or `dvc repro {stage_of(path.stem)}` restores it"
         raise PipelineError(f"{path}: not a checkpoint this pipeline wrote; {restore}") from err
     return model.to(device).eval()

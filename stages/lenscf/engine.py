@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from lenscf.als import fit_als
 from lenscf.errors import PipelineError
 from lenscf.models import BPR, MF, Biases, CollabFNet, GlobalMean, MFBias, Popularity, Recommender, build_model
 from lenscf.params import EngineParams, ModelParams
@@ -515,20 +516,24 @@ def fit(
 def train_model(
     params: ModelParams, train: Ratings, val: Ratings, n_users: int, n_items: int, scale: tuple[float, float]
 ) -> tuple[Recommender, dict | None]:
-    """A model fit from its params: counted in one pass, or trained by `fit` (then with its training record).
+    """A model fit from its params: counted in one pass, solved by alternating least squares, or trained by `fit`
+    (the last two with their training record).
 
     `val` holds warm pairs only; it is scored for the record and never steers the fit.
     """
-    engine = params.engine
+    fitter = params.fitter
     device = train.users.device
     mean = train.ratings.double().mean().item()
 
     def build() -> Recommender:
-        torch.manual_seed(engine.seed if engine is not None else 0)  # the same params give the same weights
+        torch.manual_seed(fitter.seed if fitter is not None else 0)  # the same params give the same weights
         return build_model(params.model, n_users, n_items, mean, params.args).to(device)
 
-    if engine is None:
+    if params.solver is not None:
+        model = build()
+        return model, fit_als(model, train, params.solver)
+    if params.engine is None:
         model = build()
         fit_counts(model, train)
         return model, None
-    return fit(build, train, val, scale, engine)
+    return fit(build, train, val, scale, params.engine)

@@ -1,4 +1,4 @@
-"""The notebook's three models, three baselines and one model trained to rank, each a small nn.Module.
+"""The notebook's three models, three baselines and two models trained to rank, each a small nn.Module.
 
 forward(u, i) is the model's formula for a batch of (user, item) pairs. ranker() returns the fast scorer that
 top-N evaluation uses to score blocks of users against the whole catalogue at once; a test holds it equal to
@@ -245,6 +245,29 @@ class BPR(Recommender):
         return rank
 
 
+class IALS(Recommender):
+    """x̂_ui = p_u · q_i, a ranking score fit to whether the user rated the movie at all: 1 for each rated pair,
+    weighted 1 + alpha, and 0 for every other pair of the catalogue, weighted 1 (implicit ALS: Hu, Koren &
+    Volinsky, ICDM 2008). It predicts no ratings; evaluation scores its rating error with the biases baseline."""
+
+    predicts_ratings = False
+
+    def __init__(self, n_users: int, n_items: int, emb_size: int) -> None:
+        super().__init__(n_users, n_items)
+        self.emb_size = emb_size
+        self.user_emb = _embedding(n_users, emb_size)
+        self.item_emb = _embedding(n_items, emb_size)
+
+    def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return (self.user_emb(u) * self.item_emb(i)).sum(1)
+
+    def ranker(self) -> Ranker:
+        def rank(users: torch.Tensor, out: torch.Tensor) -> None:
+            torch.matmul(self.user_emb.weight[users], self.item_emb.weight.T, out=out)
+
+        return rank
+
+
 MODELS: dict[str, type[Recommender]] = {
     "global_mean": GlobalMean,
     "popularity": Popularity,
@@ -253,6 +276,7 @@ MODELS: dict[str, type[Recommender]] = {
     "mf_bias": MFBias,
     "collab_fnet": CollabFNet,
     "bpr": BPR,
+    "ials": IALS,
 }
 
 

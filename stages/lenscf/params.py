@@ -1,8 +1,8 @@
 """params.yaml, read and checked per stage and per model, so a bad value stops a stage before any work starts.
 
 Every value lives in params.yaml; nothing here supplies a default. Each model has a schema of its own: the
-engine's shared keys (for the models the engine trains) plus only the keys the model reads, so a key that a
-model would ignore is refused rather than swallowed.
+shared keys of what fits it (the Adam engine's, or for ials the solver's seed, device and threads) plus only
+the keys the model reads, so a key that a model would ignore is refused rather than swallowed.
 """
 
 import re
@@ -164,19 +164,50 @@ MODEL_KEYS: dict[str, dict[str, Check]] = {
     "mf_bias": {"emb_size": COUNT, "mean_offset": FLAG},
     "collab_fnet": {"emb_size": COUNT, "n_hidden": COUNT, "dropout": FRACTION, "mean_offset": FLAG},
     "bpr": {"emb_size": COUNT},
+    "ials": {"emb_size": COUNT},
 }
 MODEL_NAMES = tuple(MODEL_KEYS)
 COUNTED = ("global_mean", "popularity")  # computed from counts in one pass: no engine, no epochs
-TRAINED = tuple(name for name in MODEL_NAMES if name not in COUNTED)
+SOLVED = ("ials",)  # fit by alternating least squares: no learning rate, no batches, no early stopping
+TRAINED = tuple(name for name in MODEL_NAMES if name not in COUNTED + SOLVED)  # the Adam engine's
+
+
+def stage_of(model: str) -> str:
+    """The dvc.yaml stage that writes a model's checkpoint."""
+    return f"{'count' if model in COUNTED else 'solve' if model in SOLVED else 'train'}@{model}"
+
+
+@dataclass(frozen=True)
+class SolverParams:
+    """Implicit ALS's keys: its own under models.<name>, and the engine's seed, device and threads."""
+
+    alpha: float  # a rated pair weighs 1 + alpha in the squared error, an unrated pair 1
+    reg: float  # L2 penalty λ on every user and item row
+    sweeps: int  # alternations of a users' solve and an items' solve
+    cg_steps: int  # conjugate-gradient steps per solve, each warm-started from the last sweep
+    seed: int
+    device: str
+    threads: int
+
+
+SOLVER_KEYS: dict[str, Check] = {"alpha": POSITIVE, "reg": POSITIVE, "sweeps": COUNT, "cg_steps": COUNT}
+SOLVER_SHARED = ("seed", "device", "threads")  # top-level engine keys the solver reads too
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    """One model's constructor keys, and the engine settings that train it (None for a counted model)."""
+    """One model's constructor keys, and the settings of whatever fits it: the engine's for a trained model,
+    the solver's for a solved one, neither for a counted one."""
 
     model: str
     args: dict[str, Any]
     engine: EngineParams | None
+    solver: SolverParams | None = None
+
+    @property
+    def fitter(self) -> "EngineParams | SolverParams | None":
+        """Whatever fits the model: both kinds carry its seed, device and threads."""
+        return self.engine or self.solver
 
     @classmethod
     def load(cls, params: dict[str, Any], model: str) -> "ModelParams":
@@ -185,7 +216,9 @@ class ModelParams:
         models = _Section(params.get("models"), "models")
         own = models.get(model, Check(lambda v: isinstance(v, dict | None), "a mapping of per-model keys")) or {}
         own_engine = MODEL_ENGINE_KEYS.get(model, {})
-        accepted = set(MODEL_KEYS[model]) | set(own_engine) | (set(ENGINE_KEYS) if model in TRAINED else set())
+        shared_keys = ENGINE_KEYS if model in TRAINED else {k: ENGINE_KEYS[k] for k in SOLVER_SHARED}
+        accepted = set(MODEL_KEYS[model]) | set(own_engine) | (set(shared_keys) if model not in COUNTED else set())
+        accepted |= set(SOLVER_KEYS) if model in SOLVED else set()
         unknown = sorted(set(own) - accepted)
         if unknown:
             raise PipelineError(f"params.yaml: models.{model}.{unknown[0]} is not a key of {model}")
@@ -193,9 +226,12 @@ class ModelParams:
         args = {name: section.get(name, check) for name, check in MODEL_KEYS[model].items()}
         if model in COUNTED:
             return cls(model, args, None)
-        merged = {**{k: params[k] for k in ENGINE_KEYS if k in params}, **own}
+        merged = {**{k: params[k] for k in shared_keys if k in params}, **own}
         shared = _Section(merged, "", renamed={k: f"models.{model}.{k}" for k in own})
-        values = {name: shared.get(name, check) for name, check in ENGINE_KEYS.items()}
+        values = {name: shared.get(name, check) for name, check in shared_keys.items()}
+        if model in SOLVED:
+            own_solver = {name: section.get(name, check) for name, check in SOLVER_KEYS.items()}
+            return cls(model, args, None, SolverParams(**own_solver, **values))
         values["dense_lr"] = section.get("dense_lr", own_engine["dense_lr"]) if "dense_lr" in own_engine else None
         engine = EngineParams(**values)
         return cls(model, args, engine)
