@@ -4,7 +4,8 @@
 
 Each seed changes the model's initial weights, its batches, its dropout masks and its early-stopping holdout
 slice (for ials, only its initial tables); the validation split stays the notebook's. The counted baselines
-have no seed, so their sd is 0. A difference between two models smaller than these spreads says little. The same runs as DVC experiments:
+have no seed, so their sd is 0. A difference between two models smaller than these spreads says little. The
+same runs as DVC experiments:
 `dvc exp run --queue -S seed=1,2,3,4,5 && dvc queue start -j 2`.
 """
 

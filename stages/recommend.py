@@ -49,7 +49,7 @@ def recommend(model_name: str, user_id: int, n: int) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=MODEL_NAMES, help="which trained model ranks (ials and bpr are trained to rank)")
+    parser.add_argument("model", choices=MODEL_NAMES, help="which model ranks (ials and bpr are trained to)")
     parser.add_argument("user_id", type=int, help="a MovieLens userId")
     parser.add_argument("-n", type=positive_int, default=10, help="how many movies (default 10)")
     args = parser.parse_args()

@@ -221,34 +221,9 @@ class CollabFNet(Recommender):
         return rank
 
 
-class BPR(Recommender):
-    """x̂_ui = p_u · q_i + b_i, a ranking score: trained so that a movie the user rated outscores one they did not
-    (Rendle et al., 2009). It predicts no ratings; evaluation scores its rating error with the biases baseline."""
-
-    predicts_ratings = False
-
-    def __init__(self, n_users: int, n_items: int, emb_size: int) -> None:
-        super().__init__(n_users, n_items)
-        self.emb_size = emb_size
-        self.user_emb = _embedding(n_users, emb_size)
-        self.item_emb = _embedding(n_items, emb_size)
-        self.item_bias = _bias(n_items)
-
-    def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-        return (self.user_emb(u) * self.item_emb(i)).sum(1) + self.item_bias(i).squeeze(1)
-
-    def ranker(self) -> Ranker:
-        def rank(users: torch.Tensor, out: torch.Tensor) -> None:
-            torch.matmul(self.user_emb.weight[users], self.item_emb.weight.T, out=out)
-            out.add_(self.item_bias.weight.squeeze(1))
-
-        return rank
-
-
-class IALS(Recommender):
-    """x̂_ui = p_u · q_i, a ranking score fit to whether the user rated the movie at all: 1 for each rated pair,
-    weighted 1 + alpha, and 0 for every other pair of the catalogue, weighted 1 (implicit ALS: Hu, Koren &
-    Volinsky, ICDM 2008). It predicts no ratings; evaluation scores its rating error with the biases baseline."""
+class Ranking(Recommender):
+    """x̂_ui = p_u · q_i, a ranking score: what the two models trained to rank share. They predict no ratings;
+    evaluation scores their rating error with the biases baseline."""
 
     predicts_ratings = False
 
@@ -266,6 +241,33 @@ class IALS(Recommender):
             torch.matmul(self.user_emb.weight[users], self.item_emb.weight.T, out=out)
 
         return rank
+
+
+class BPR(Ranking):
+    """x̂_ui = p_u · q_i + b_i, trained so that a movie the user rated outscores one they did not (Rendle et al.,
+    2009). The bias lets a sampled pair learn a movie's general appeal apart from the user's taste."""
+
+    def __init__(self, n_users: int, n_items: int, emb_size: int) -> None:
+        super().__init__(n_users, n_items, emb_size)
+        self.item_bias = _bias(n_items)
+
+    def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return super().forward(u, i) + self.item_bias(i).squeeze(1)
+
+    def ranker(self) -> Ranker:
+        dot = super().ranker()
+
+        def rank(users: torch.Tensor, out: torch.Tensor) -> None:
+            dot(users, out)
+            out.add_(self.item_bias.weight.squeeze(1))
+
+        return rank
+
+
+class IALS(Ranking):
+    """x̂_ui = p_u · q_i fit to whether the user rated the movie at all: 1 for each rated pair, weighted 1 + alpha,
+    and 0 for every other pair of the catalogue, weighted 1 (implicit ALS: Hu, Koren & Volinsky, ICDM 2008).
+    Its fit, in als.py, needs no bias: the zeros of every unrated pair already say how popular a movie is."""
 
 
 MODELS: dict[str, type[Recommender]] = {
