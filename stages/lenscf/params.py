@@ -216,10 +216,10 @@ class ModelParams:
         models = _Section(params.get("models"), "models")
         own = models.get(model, Check(lambda v: isinstance(v, dict | None), "a mapping of per-model keys")) or {}
         own_engine = MODEL_ENGINE_KEYS.get(model, {})
-        shared_keys = ENGINE_KEYS if model in TRAINED else {k: ENGINE_KEYS[k] for k in SOLVER_SHARED}
-        accepted = set(MODEL_KEYS[model]) | set(own_engine) | (set(shared_keys) if model not in COUNTED else set())
-        accepted |= set(SOLVER_KEYS) if model in SOLVED else set()
-        unknown = sorted(set(own) - accepted)
+        own_solver = SOLVER_KEYS if model in SOLVED else {}
+        shared_names = () if model in COUNTED else ENGINE_KEYS if model in TRAINED else SOLVER_SHARED
+        shared_keys = {k: ENGINE_KEYS[k] for k in shared_names}
+        unknown = sorted(set(own) - {*MODEL_KEYS[model], *own_engine, *own_solver, *shared_keys})
         if unknown:
             raise PipelineError(f"params.yaml: models.{model}.{unknown[0]} is not a key of {model}")
         section = _Section(own, f"models.{model}")
@@ -230,8 +230,8 @@ class ModelParams:
         shared = _Section(merged, "", renamed={k: f"models.{model}.{k}" for k in own})
         values = {name: shared.get(name, check) for name, check in shared_keys.items()}
         if model in SOLVED:
-            own_solver = {name: section.get(name, check) for name, check in SOLVER_KEYS.items()}
-            return cls(model, args, None, SolverParams(**own_solver, **values))
+            solver = {name: section.get(name, check) for name, check in own_solver.items()}
+            return cls(model, args, None, SolverParams(**solver, **values))
         values["dense_lr"] = section.get("dense_lr", own_engine["dense_lr"]) if "dense_lr" in own_engine else None
         engine = EngineParams(**values)
         return cls(model, args, engine)
