@@ -1,6 +1,6 @@
 """How the pipeline's cost grows with the data: a whole `dvc repro` on synthetic releases of several sizes.
 
-    python bench/scale.py [--sizes 1000000 5000000 25000000] [--out bench/results/scale.json]
+    python bench/scale.py [--sizes 1000000 5000000 25000000] [--skip train@bpr evaluate@bpr] [--out FILE]
 
 For each size it writes a synthetic release (bench/synthetic_release.py, ml-25m layout), copies the pipeline
 into a temporary git + DVC repository, and runs every stage there with `dvc repro --single-item` in pipeline
@@ -59,7 +59,7 @@ def project(work: Path, mirror: Path) -> dict:
     return env
 
 
-def measure(n: int, tmp: Path) -> dict:
+def measure(n: int, tmp: Path, skip: set[str]) -> dict:
     mirror = tmp / f"mirror-{n}"
     start = time.perf_counter()
     subprocess.run(
@@ -72,15 +72,15 @@ def measure(n: int, tmp: Path) -> dict:
     work.mkdir()
     env = project(work, mirror)
     stages = {}
-    for stage in STAGES:
+    for stage in (s for s in STAGES if s not in skip):
         wall, rss = run([sys.executable, "-m", "dvc", "repro", "--single-item", stage], work, env)
         stages[stage] = {"wall_s": round(wall, 2), "peak_rss_gb": round(rss / 2**30, 3)}
         print(f"  {n:>11,} {stage:<22} {wall:8.1f} s {rss / 2**30:6.2f} GB", flush=True)
     truth = json.loads((mirror / "ml-25m.truth.json").read_text())
     mse = {}
     for name in MODEL_NAMES:
-        metrics = json.loads((work / "metrics" / f"{name}.json").read_text())
-        mse[name] = metrics["warm"].get("mse")
+        if f"evaluate@{name}" not in skip:
+            mse[name] = json.loads((work / "metrics" / f"{name}.json").read_text())["warm"].get("mse")
     shutil.rmtree(work)
     shutil.rmtree(mirror)
     return {
@@ -95,18 +95,19 @@ def measure(n: int, tmp: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, 25_000_000])
+    parser.add_argument("--skip", nargs="+", default=[], choices=STAGES, metavar="STAGE", help="stages not to run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
-            results.append(measure(n, Path(tmp)))
+            results.append(measure(n, Path(tmp), set(args.skip)))
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(
                 json.dumps(results, indent=2) + "\n"
             )  # after every size, so a long run keeps what it has
     print(f"\n{'stage':<22}" + "".join(f"{r['ratings']:>13,}" for r in results) + f"{'exponent':>10}{'ml-32m s':>10}")
-    for stage in [*STAGES, "total"]:
+    for stage in [*(s for s in STAGES if s not in args.skip), "total"]:
         walls = [
             sum(s["wall_s"] for s in r["stages"].values()) if stage == "total" else r["stages"][stage]["wall_s"]
             for r in results
@@ -122,7 +123,7 @@ def main() -> None:
     )
     print(f"\n{'validation MSE':<22}" + "".join(f"{r['ratings']:>13,}" for r in results))
     for name in [*MODEL_NAMES, "noise floor"]:
-        values = [r["best_mse"] if name == "noise floor" else r["mse"][name] for r in results]
+        values = [r["best_mse"] if name == "noise floor" else r["mse"].get(name) for r in results]
         print(f"{name:<22}" + "".join(f"{v:>13.4f}" if v is not None else f"{'-':>13}" for v in values))
 
 
