@@ -38,13 +38,12 @@ def main() -> None:
     # Ranking as the evaluate stage ranks, with the fitted part as training and the scored slice as validation.
     ranking = ranking_section(model, dataclasses.replace(data, train=fit_part, val=scored), evaluate)
     mse = rating_mse(model, scored, data.rating_scale) if model.predicts_ratings else float("nan")
-    epochs = (
-        "counted"
-        if record is None
-        else f"sweeps {record['sweeps']}"
-        if "sweeps" in record
-        else (f"epochs {record['epochs']} ({record['searched_epochs']} searched)")
-    )
+    if record is None:
+        epochs = "counted"
+    elif "sweeps" in record:
+        epochs = f"sweeps {record['sweeps']}"
+    else:
+        epochs = f"epochs {record['epochs']} ({record['searched_epochs']} searched)"
     top = f"ndcg@{evaluate.top_n}"
     print(f"{name} {overrides} tune mse {mse:.4f} {top} {ranking[top]:.4f} {epochs} {wall:.1f}s")
 

@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from conftest import ROOT, Server, TinyRelease, low_rank_ratings, make_params
-from lenscf.params import COUNTED, MODEL_NAMES, SOLVED, TRAINED
+from lenscf.params import COUNTED, MODEL_NAMES, SOLVED, TRAINED, stage_of
 
 DATA_STAGES = {"download", "split", "encode"}
-COUNT_STAGES = {f"count@{m}" for m in COUNTED}
-TRAIN_STAGES = {f"train@{m}" for m in TRAINED}
-SOLVE_STAGES = {f"solve@{m}" for m in SOLVED}
+COUNT_STAGES = {stage_of(m) for m in COUNTED}
+TRAIN_STAGES = {stage_of(m) for m in TRAINED}
+SOLVE_STAGES = {stage_of(m) for m in SOLVED}
 EVALUATE_STAGES = {f"evaluate@{m}" for m in MODEL_NAMES}
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="the workflow needs git")
