@@ -32,6 +32,7 @@ from lenscf.params import MODEL_NAMES, TRAINED, ModelParams, load_params  # noqa
 from lenscf.splits import load_encoded  # noqa: E402
 
 SVD_FACTORS, SVD_EPOCHS = 100, 20
+FIVE = ("global_mean", "biases", "mf", "mf_bias", "collab_fnet")  # the notebook's three, and two baselines
 
 
 def timed(command: list[str], cwd: Path) -> float:
@@ -81,7 +82,7 @@ def main() -> None:
     print(f"{sizes}; {torch.get_num_threads()} threads")
     header = f"{'model':<12} {'process s':>9} {'start-up s':>10} {'fit s':>6} {'epochs':>7} {'ratings/s/epoch':>16}"
     print(f"{header} {'val MSE':>8}")
-    times = {}
+    times, fits = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)  # the stage writes its model and history here, not into the project
         shutil.copy(project / "params.yaml", work / "params.yaml")
@@ -96,7 +97,7 @@ def main() -> None:
                 params, data.train, data.val.warm(), data.n_users, data.n_items, data.rating_scale
             )
             fit_s = time.perf_counter() - start
-            times[name] = process
+            times[name], fits[name] = process, fit_s
             rate, epochs = "", ""
             if params.solver is not None:  # a sweep reads every rating twice, once per side
                 rate, epochs = f"{2 * record['sweeps'] * len(data.train) / fit_s:,.0f}", f"{record['sweeps']} sw"
@@ -112,6 +113,8 @@ def main() -> None:
         f"{'trained':<12} {sum(times[n] for n in trained):>9.2f}  ({len(trained)} processes, of which start-up "
         f"{startup * len(trained):.2f} s)"
     )
+    if set(FIVE) <= set(fits):
+        print(f"{'fit of five':<12} {sum(fits[n] for n in FIVE):>26.2f}  ({', '.join(FIVE)})")
     try:
         import surprise  # noqa: F401
     except ImportError:

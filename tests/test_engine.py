@@ -98,6 +98,27 @@ def test_rating_gradients_equal_autograds(name: str, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+def test_collab_gradients_with_dropout_equal_autograds(seed: int) -> None:
+    """With dropout on, the engine draws the very mask forward() draws from the same seed, and its gradient is
+    autograd's through that mask."""
+    data, l2 = random_ratings(seed=seed), 0.3
+    model = randomised("collab_fnet", dropout=0.3).train()
+    torch.manual_seed(seed)
+    expected = autograd_grads(model, objective(model, data.users, data.items, data.ratings, l2))
+    trainer = NetRatings(model, data, engine("collab_fnet", batch_size=0, l2=l2), torch.Generator())
+    prepared = trainer.batches[0]
+    rows = prepared["batch"].rows
+    torch.manual_seed(seed)
+    grad, _ = trainer.gradient(prepared, trainer.table.index_select(0, rows))
+    full = torch.zeros_like(trainer.table).index_add_(0, rows, grad)
+    got = {"user_emb.weight": full[: model.n_users], "item_emb.weight": full[model.n_users :]}
+    got |= {k: p.grad for k, p in model.named_parameters() if k.startswith("lin")}
+    assert (expected["user_emb.weight"] != 0).any()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_pairwise_gradients_equal_autograds(seed: int) -> None:
     data, l2 = random_ratings(seed=seed), 0.3
     model = randomised("bpr")

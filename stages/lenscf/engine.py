@@ -32,7 +32,18 @@ from tqdm import tqdm
 
 from lenscf.als import fit_als
 from lenscf.errors import PipelineError
-from lenscf.models import BPR, MF, Biases, CollabFNet, GlobalMean, MFBias, Popularity, Recommender, build_model
+from lenscf.models import (
+    BPR,
+    MF,
+    Biases,
+    CollabFNet,
+    GlobalMean,
+    MFBias,
+    Popularity,
+    Recommender,
+    build_model,
+    dropout_keep,
+)
 from lenscf.params import EngineParams, ModelParams
 from lenscf.scoring import predict
 from lenscf.splits import Ratings
@@ -144,8 +155,9 @@ class RowAdam:
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(table), torch.zeros_like(table)
         self.steps = 0
 
-    def step(self, rows: torch.Tensor, current: torch.Tensor, grad: torch.Tensor, counts: torch.Tensor) -> None:
-        """`current` holds table[rows]; it is updated in place and written back."""
+    def step(self, rows: torch.Tensor, current: torch.Tensor, grad: torch.Tensor, counts: torch.Tensor | None) -> None:
+        """`current` holds table[rows]; it is updated in place and written back. `counts` (the rows' ratings in
+        the batch) is read only with sqrt_scaling."""
         beta1, beta2 = BETAS
         self.steps += 1
         exp_avg = self.exp_avg.index_select(0, rows).lerp_(grad, 1 - beta1)
@@ -318,43 +330,68 @@ class DotRatings(Trainer):
 
 
 class NetRatings(Trainer):
-    """Squared error of collab_fnet: autograd through the network's head on the batch's looked-up rows."""
+    """Squared error of collab_fnet, with the network's gradients written out (see `gradient`)."""
 
     def __init__(self, model: CollabFNet, train: Ratings, params: EngineParams, generator: torch.Generator) -> None:
         table = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().clone()
         super().__init__(model, table, train, params, generator)
-        self.dense = torch.optim.Adam([*model.lin1.parameters(), *model.lin2.parameters()], lr=params.dense_lr)
+        self.layers = [model.lin1.weight, model.lin1.bias, model.lin2.weight, model.lin2.bias]
+        # Adam for the network's layers, every row stepping every batch: that is torch.optim.Adam (tested), and
+        # it spares the process the second torch.optim.Adam takes to import torch._dynamo.
+        self.dense = [RowAdam(t.detach().view(len(t), -1), params.dense_lr, sqrt_scaling=False) for t in self.layers]
 
     def prepare(self, b: Batch) -> dict[str, object]:
         n, device = len(b.ratings), b.ratings.device
+        # Each rating's two rows interleaved, [p_u; q_i] for rating 0, then for rating 1...: one gather of the
+        # batch's rows, viewed as n rows of 2k, is the network's input, and its gradient comes back the same way.
+        pairs = torch.stack([b.user_of, b.item_of + b.n_users], dim=1).flatten()
         # Sums each looked-up row's gradient into its table row: users' rows first, then items'.
         incidence = torch.sparse_csr_tensor(
             torch.cat([b.user_ptr, b.item_ptr[1:] + n]),
-            torch.cat([torch.arange(n, device=device), b.by_item + n]),
+            torch.cat([2 * torch.arange(n, device=device), 2 * b.by_item + 1]),
             torch.ones(2 * n, device=device),
             size=(len(b.rows), 2 * n),
             check_invariants=False,
         )
-        return {"batch": b, "incidence": incidence}
+        return {"batch": b, "pairs": pairs, "incidence": incidence}
 
     def gradient(self, prepared: dict, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gradient of `objective` for the batch's rows, the batch's summed squared error); the network's
-        own gradients are left in its parameters' .grad."""
+        own gradients are left in its parameters' .grad.
+
+        Forward as head(): x = relu([p; q]) · mask · s, h = relu(W₁x + c₁), r̂ = w₂·h + c₂ (+ μ). Backward, with
+        g = 2(r̂ - r)/n: ∂w₂ = hᵀg, ∂c₂ = Σg, g_h = g w₂ where h > 0, ∂W₁ = g_hᵀx, ∂c₁ = Σg_h, and the input's
+        gradient is g_h W₁ where x > 0; s = 1/(1 - p), dropout's scale, is applied to W₁ rather than to x.
+        """
         b: Batch = prepared["batch"]
-        p = current[: b.n_users].index_select(0, b.user_of).requires_grad_()
-        q = current[b.n_users :].index_select(0, b.item_of).requires_grad_()
-        error = self.model.head(p, q) - b.ratings
-        self.dense.zero_grad()
-        error.square().mean().backward()
-        grad = self.penalise(prepared["incidence"] @ torch.cat([p.grad, q.grad]), current, b.counts, len(b.ratings))
-        return grad, error.detach().square().sum()
+        model: CollabFNet = self.model
+        n = len(b.ratings)
+        w1, c1, w2, c2 = (t.detach() for t in self.layers)
+        x = current.index_select(0, prepared["pairs"]).view(n, -1).clamp_min_(0)
+        p = model.drop.p
+        if p > 0:
+            x.mul_(dropout_keep(x.shape, p, x.device))
+        w1 = w1 * (1.0 / (1.0 - p))  # dropout's scale of the kept inputs, moved onto the weights they meet
+        hidden = torch.addmm(c1, x, w1.T).clamp_min_(0)
+        error = torch.addmv(c2 + (model.mean if model.mean_offset else 0.0) - b.ratings, hidden, w2[0])
+        g = error * (2.0 / n)
+        g_hidden = torch.outer(g, w2[0]).mul_(hidden.sign())
+        g_w1 = (g_hidden.T @ x).mul_(1.0 / (1.0 - p))
+        grads = (g_w1, g_hidden.sum(0), (hidden.T @ g).unsqueeze(0), g.sum().unsqueeze(0))
+        for param, grad in zip(self.layers, grads, strict=True):
+            param.grad = grad
+        g_x = (g_hidden @ w1).mul_(x.sign())  # x ≥ 0, and > 0 exactly where relu passed and dropout kept
+        grad = self.penalise(prepared["incidence"] @ g_x.view(2 * n, -1), current, b.counts, n)
+        return grad, error.dot(error)
 
     def step(self, prepared: dict) -> torch.Tensor:
         b: Batch = prepared["batch"]
         current = self.table.index_select(0, b.rows)
         grad, squared = self.gradient(prepared, current)
         self.adam.step(b.rows, current, grad, b.counts)
-        self.dense.step()
+        for adam, layer in zip(self.dense, self.layers, strict=True):
+            every = torch.arange(len(adam.table), device=layer.device)
+            adam.step(every, adam.table.clone(), layer.grad.view_as(adam.table), None)
         return squared
 
     def epoch(self, order: list[int], desc: str) -> torch.Tensor:
