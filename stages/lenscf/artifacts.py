@@ -78,4 +78,5 @@ def read_table(path: str | Path, columns: list[str]) -> pa.Table:
     missing = [c for c in columns if c not in schema.names]
     if missing:
         raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
-    return pq.read_table(path, columns=columns)
+    # ParquetFile rather than pq.read_table, which imports pyarrow.dataset: 0.2 s of every stage's start-up.
+    return pq.ParquetFile(path).read(columns=columns)
