@@ -71,6 +71,14 @@ def autograd_grads(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torc
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
+def collab_grads(trainer: NetRatings, rows: torch.Tensor, grad: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The engine's row gradients spread onto collab_fnet's tables, beside the layers' gradients it left."""
+    model = trainer.model
+    full = torch.zeros_like(trainer.table).index_add_(0, rows, grad)
+    got = {"user_emb.weight": full[: model.n_users], "item_emb.weight": full[model.n_users :]}
+    return got | {k: p.grad for k, p in model.named_parameters() if k.startswith("lin")}
+
+
 @pytest.mark.parametrize("name", ["biases", "mf", "mf_bias", "collab_fnet"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_rating_gradients_equal_autograds(name: str, seed: int) -> None:
@@ -84,12 +92,7 @@ def test_rating_gradients_equal_autograds(name: str, seed: int) -> None:
     rows = prepared["batch"].rows
     table = trainer.table
     grad, squared = trainer.gradient(prepared, table.index_select(0, rows))
-    if name == "collab_fnet":
-        full = torch.zeros_like(table).index_add_(0, rows, grad)
-        got = {"user_emb.weight": full[: model.n_users], "item_emb.weight": full[model.n_users :]}
-        got |= {k: p.grad for k, p in model.named_parameters() if k.startswith("lin")}
-    else:
-        got = trainer.packed.parameter_grads(rows, grad)
+    got = collab_grads(trainer, rows, grad) if name == "collab_fnet" else trainer.packed.parameter_grads(rows, grad)
     assert set(got) == set(expected)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
@@ -110,9 +113,7 @@ def test_collab_gradients_with_dropout_equal_autograds(seed: int) -> None:
     rows = prepared["batch"].rows
     torch.manual_seed(seed)
     grad, _ = trainer.gradient(prepared, trainer.table.index_select(0, rows))
-    full = torch.zeros_like(trainer.table).index_add_(0, rows, grad)
-    got = {"user_emb.weight": full[: model.n_users], "item_emb.weight": full[model.n_users :]}
-    got |= {k: p.grad for k, p in model.named_parameters() if k.startswith("lin")}
+    got = collab_grads(trainer, rows, grad)
     assert (expected["user_emb.weight"] != 0).any()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)

@@ -9,8 +9,8 @@ What makes it fast, and why it still trains the notebook's models with Adam:
   [q_i, 1, b_i], so that offset + W_u · W_i = offset + p_u · q_i + b_u + b_i (a model without a bias leaves
   out its columns). For the squared error the batch's predictions are one sampled matrix product, and the
   gradients of the rows it touches are two sparse-dense products, E · Q and Eᵀ · P, E holding its errors.
-- collab_fnet's network is differentiated by autograd on the batch's looked-up embedding rows; the engine
-  sums those row gradients per table row with a sparse product, as above.
+- collab_fnet's network has its gradients written out as well, on one gather of the batch's rows; the engine
+  sums the input's gradient per table row with a sparse product, as above.
 - Rows are updated by lazy Adam: only the rows a batch touches step, as with torch.optim.SparseAdam. With
   `row_scaling: sqrt` a row's step is multiplied by √(its ratings in the batch): Adam's square-root scaling
   rule for larger batches (Malladi et al., NeurIPS 2022) applied per row, whose own batch is its count. It
@@ -339,6 +339,7 @@ class NetRatings(Trainer):
         # Adam for the network's layers, every row stepping every batch: that is torch.optim.Adam (tested), and
         # it spares the process the second torch.optim.Adam takes to import torch._dynamo.
         self.dense = [RowAdam(t.detach().view(len(t), -1), params.dense_lr, sqrt_scaling=False) for t in self.layers]
+        self.every = [torch.arange(len(t), device=t.device) for t in self.layers]
 
     def prepare(self, b: Batch) -> dict[str, object]:
         n, device = len(b.ratings), b.ratings.device
@@ -359,7 +360,7 @@ class NetRatings(Trainer):
         """(gradient of `objective` for the batch's rows, the batch's summed squared error); the network's
         own gradients are left in its parameters' .grad.
 
-        Forward as head(): x = relu([p; q]) · mask · s, h = relu(W₁x + c₁), r̂ = w₂·h + c₂ (+ μ). Backward, with
+        Forward as forward(): x = relu([p; q]) · mask · s, h = relu(W₁x + c₁), r̂ = w₂·h + c₂ (+ μ). Backward, with
         g = 2(r̂ - r)/n: ∂w₂ = hᵀg, ∂c₂ = Σg, g_h = g w₂ where h > 0, ∂W₁ = g_hᵀx, ∂c₁ = Σg_h, and the input's
         gradient is g_h W₁ where x > 0; s = 1/(1 - p), dropout's scale, is applied to W₁ rather than to x.
         """
@@ -389,8 +390,7 @@ class NetRatings(Trainer):
         current = self.table.index_select(0, b.rows)
         grad, squared = self.gradient(prepared, current)
         self.adam.step(b.rows, current, grad, b.counts)
-        for adam, layer in zip(self.dense, self.layers, strict=True):
-            every = torch.arange(len(adam.table), device=layer.device)
+        for adam, every, layer in zip(self.dense, self.every, self.layers, strict=True):
             adam.step(every, adam.table.clone(), layer.grad.view_as(adam.table), None)
         return squared
 
