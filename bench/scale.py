@@ -102,10 +102,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             results.append(measure(n, Path(tmp), set(args.skip)))
+            # Written after every size, so that a long run keeps what it has.
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(
-                json.dumps(results, indent=2) + "\n"
-            )  # after every size, so a long run keeps what it has
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{'stage':<22}" + "".join(f"{r['ratings']:>13,}" for r in results) + f"{'exponent':>10}{'ml-32m s':>10}")
     for stage in [*(s for s in STAGES if s not in args.skip), "total"]:
         walls = [

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from lenscf.models import IALS
 from lenscf.params import SolverParams
-from lenscf.splits import Ratings
+from lenscf.splits import Ratings, row_pointers
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
@@ -45,8 +45,7 @@ class Rated:
         """A pair rated twice is rated once: the target says only whether it was."""
         key = torch.unique(rows * n_cols + cols)  # sorted by row, then column
         counts = torch.bincount(key // n_cols, minlength=n_rows)
-        crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-        return cls(crow.int(), (key % n_cols).int(), (n_rows, n_cols))
+        return cls(row_pointers(counts).int(), (key % n_cols).int(), (n_rows, n_cols))
 
     def matrix(self, values: torch.Tensor) -> torch.Tensor:
         return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.size, check_invariants=False)

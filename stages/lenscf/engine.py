@@ -46,7 +46,7 @@ from lenscf.models import (
 )
 from lenscf.params import EngineParams, ModelParams
 from lenscf.scoring import predict
-from lenscf.splits import Ratings
+from lenscf.splits import Ratings, row_pointers
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the notebook used
@@ -95,11 +95,6 @@ def carve_holdout(train: Ratings, frac: float, seed: int) -> tuple[Ratings, Rati
 # --- batches ----------------------------------------------------------------------------------------------
 
 
-def _ptr(counts: torch.Tensor) -> torch.Tensor:
-    """CSR row pointers for rows of these lengths."""
-    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-
-
 @dataclass
 class Batch:
     """A batch's ratings sorted by user, and the table rows they touch: its users, then its items."""
@@ -129,8 +124,8 @@ def make_batch(data: Ratings, n_users: int) -> Batch:
         user_of=user_of,
         item_of=item_of,
         counts=torch.cat([user_counts, item_counts]).float().unsqueeze(1),
-        user_ptr=_ptr(user_counts),
-        item_ptr=_ptr(item_counts),
+        user_ptr=row_pointers(user_counts),
+        item_ptr=row_pointers(item_counts),
         by_item=torch.argsort(item_of * len(users) + user_of),
     )
 
@@ -250,8 +245,9 @@ def _device(model: Recommender) -> torch.device:
 class Trainer:
     """What every fit shares: a table of rows that lazy Adam steps, fixed batches, and the epoch loop.
 
-    A subclass says what a step needs of each batch (`prepare`), how one step goes (`step`), and how the table
-    goes back into the model (`sync`).
+    A subclass says what a step needs of each batch (`prepare`), the gradient of the batch's rows (`gradient`,
+    which the default `step` applies; BPR's rows depend on the negatives each step draws, so it has a step of its
+    own), and how the table goes back into the model (`sync`).
     """
 
     def __init__(
@@ -268,8 +264,17 @@ class Trainer:
         """Add the L2 penalty's gradient: each row, once per rating of the batch that reads it."""
         return grad.addcmul_(current, counts, value=2.0 * self.l2 / n)
 
-    def step(self, prepared: dict) -> torch.Tensor:
+    def gradient(self, prepared: dict, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the gradient of the batch's rows, whose values are `current`; the batch's summed loss)."""
         raise NotImplementedError
+
+    def step(self, prepared: dict) -> torch.Tensor:
+        """One lazy-Adam step of the batch's rows; returns the batch's summed loss."""
+        b: Batch = prepared["batch"]
+        current = self.table.index_select(0, b.rows)
+        grad, loss = self.gradient(prepared, current)
+        self.adam.step(b.rows, current, grad, b.counts)
+        return loss
 
     def sync(self) -> None:
         raise NotImplementedError
@@ -317,13 +322,6 @@ class DotRatings(Trainer):
         by_item = torch.sparse_csr_tensor(crow, col, scaled[b.by_item], size=size, check_invariants=False)
         grad = self.penalise(torch.cat([by_user @ items, by_item @ users]), current, b.counts, n)
         return self.packed.freeze(grad, b.n_users), error.dot(error)
-
-    def step(self, prepared: dict) -> torch.Tensor:
-        b: Batch = prepared["batch"]
-        current = self.table.index_select(0, b.rows)
-        grad, squared = self.gradient(prepared, current)
-        self.adam.step(b.rows, current, grad, b.counts)
-        return squared
 
     def sync(self) -> None:
         self.packed.write_back(self.model)
@@ -386,10 +384,8 @@ class NetRatings(Trainer):
         return grad, error.dot(error)
 
     def step(self, prepared: dict) -> torch.Tensor:
-        b: Batch = prepared["batch"]
-        current = self.table.index_select(0, b.rows)
-        grad, squared = self.gradient(prepared, current)
-        self.adam.step(b.rows, current, grad, b.counts)
+        """The rows' step, then the layers', from the gradients `gradient` left in them."""
+        squared = super().step(prepared)
         for adam, every, layer in zip(self.dense, self.every, self.layers, strict=True):
             adam.step(every, adam.table.clone(), layer.grad.view_as(adam.table), None)
         return squared

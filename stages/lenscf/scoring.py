@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from lenscf.models import Recommender
-from lenscf.splits import Ratings
+from lenscf.splits import Ratings, row_pointers
 
 PAIRS_PER_BLOCK = 1 << 17  # (user, item) pairs per forward() call
 SCORES_PER_BLOCK = 1 << 22  # user-by-item scores held at once by top-N
@@ -56,8 +56,7 @@ class SeenItems:
     def __init__(self, train: Ratings, n_users: int) -> None:
         order = torch.argsort(train.users, stable=True)
         self.items = train.items[order]
-        self.starts = torch.zeros(n_users + 1, dtype=torch.long, device=train.items.device)
-        self.starts[1:] = torch.cumsum(torch.bincount(train.users, minlength=n_users), 0)
+        self.starts = row_pointers(torch.bincount(train.users, minlength=n_users))
 
     def count(self) -> torch.Tensor:
         return self.starts.diff()

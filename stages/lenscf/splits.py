@@ -11,6 +11,12 @@ from lenscf.artifacts import read_json, read_table
 ENCODED = Path("data/encoded")
 
 
+def row_pointers(counts: torch.Tensor) -> torch.Tensor:
+    """Where each row's ratings start, and after the last where they end, for ratings grouped by row with
+    these counts: a CSR matrix's row pointers."""
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+
+
 @dataclass
 class Ratings:
     """One split as three aligned tensors, so a batch is three index operations, not a DataLoader."""
