@@ -246,6 +246,22 @@ def test_early_stopping_refits_on_all_of_training_for_the_best_epochs() -> None:
         assert torch.equal(model.state_dict()[key], value), key
 
 
+def test_min_improvement_stops_once_gains_are_smaller_than_it() -> None:
+    """The search stops `patience` epochs after the last epoch that beat the best by more than min_improvement
+    of it, and the refit still takes the epoch of the lowest holdout loss."""
+    train, val, n_users, n_items = encoded_low_rank()
+    raw = make_params(lr=0.01, l2=0.0, holdout_frac=0.3, patience=2, epochs=200, min_improvement=0.02)
+    _, record = train_model(ModelParams.load(raw, "mf"), train, val, n_users, n_items, SCALE)
+    _, plain = train_model(ModelParams.load({**raw, "min_improvement": 0}, "mf"), train, val, n_users, n_items, SCALE)
+    losses = [row["holdout_loss"] for row in plain["history"]][: record["searched_epochs"]]
+    best, last_gain = losses[0], 1
+    for epoch, loss in enumerate(losses[1:], 2):
+        if loss < best * 0.98:
+            best, last_gain = loss, epoch
+    assert record["searched_epochs"] == last_gain + 2 < plain["searched_epochs"]
+    assert record["epochs"] == losses.index(min(losses)) + 1
+
+
 def test_validation_split_never_steers_training() -> None:
     train, val, n_users, n_items = encoded_low_rank()
     params = ModelParams.load(make_params(holdout_frac=0.2, patience=2, epochs=30), "mf_bias")

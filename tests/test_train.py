@@ -58,6 +58,12 @@ def test_ials_records_its_objective_per_sweep(project: Path, monkeypatch: pytest
         ("mf_bias", {"row_scaling": "linear"}, "row_scaling must be one of sqrt, none, got 'linear'"),
         ("mf_bias", {"threads": -1}, "threads must be a whole number >= 0, got -1"),
         ("mf_bias", {"holdout_frac": 1.0}, r"holdout_frac must be a number in \[0, 1\)"),
+        ("mf", {"min_improvement": -0.1}, r"min_improvement must be a number in \[0, 1\)"),
+        (
+            "mf",
+            {"models": {"mf": {"emb_size": 4, "mean_offset": True, "min_improvement": 1}}},
+            r"models.mf.min_improvement must be a number in \[0, 1\)",
+        ),
         ("mf", {"models": {"mf": {"n_hiden": 3}}}, "models.mf.n_hiden is not a key of mf"),
         (
             "mf",

@@ -501,10 +501,12 @@ def _run(
     stop_on: str | None,
 ) -> list[dict[str, float]]:
     """Train `model` in place for up to `epochs` epochs, recording the watched loss of each split in `watch`
-    after every epoch. With `stop_on`, stop once that loss has not improved for `patience` epochs."""
+    after every epoch. With `stop_on`, stop once `patience` epochs have passed without lowering that loss by
+    more than `min_improvement` of its best so far."""
     generator = torch.Generator().manual_seed(params.seed)
     trainer = TRAINERS[type(model)](model, train, params, generator)
     history: list[dict[str, float]] = []
+    best, best_epoch = math.inf, 0
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(trainer.batches), generator=generator).tolist()
         total = trainer.epoch(order, f"{type(model).__name__} epoch {epoch}")
@@ -513,7 +515,8 @@ def _run(
         row |= {key: watched_loss(model, data, scale, params.seed) for key, data in watch.items()}
         history.append(row)
         if stop_on is not None:
-            best_epoch = min(history, key=lambda r: r[stop_on])["epoch"]
+            if row[stop_on] < best * (1 - params.min_improvement):
+                best, best_epoch = row[stop_on], epoch
             if epoch - best_epoch >= params.patience:
                 break
     return history

@@ -131,6 +131,7 @@ class EngineParams:
     device: str
     holdout_frac: float
     patience: int
+    min_improvement: float  # the fraction of the best holdout loss an epoch must gain to count as better
     row_scaling: str
     threads: int  # 0 = as many as torch picks
     dense_lr: float | None  # Adam's step for a network's dense layers (collab_fnet's); None for the others
@@ -148,6 +149,7 @@ ENGINE_KEYS: dict[str, Check] = {
     "device": Check(lambda v: isinstance(v, str) and DEVICE.fullmatch(v) is not None, "auto, cpu, cuda or cuda:N"),
     "holdout_frac": FRACTION,
     "patience": COUNT,
+    "min_improvement": FRACTION,
     "row_scaling": Check(lambda v: v in ROW_SCALINGS, f"one of {', '.join(ROW_SCALINGS)}"),
     "threads": WHOLE,
 }
