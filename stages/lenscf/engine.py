@@ -529,7 +529,9 @@ def fit(
 
     With holdout_frac > 0 the number of epochs adapts to the data: a first model trains on the rest of the
     training split while the held-out slice is scored after each epoch, until `patience` epochs pass without
-    improvement; then a fresh model is refit on the whole training split for the best number of epochs.
+    an improvement of more than `min_improvement` (a fraction of the best loss: large data gains a little every
+    epoch for a long time); then a fresh model is refit on the whole training split for the number of epochs
+    whose holdout loss was lowest.
     The validation split is scored after every epoch for the plots and never acted on.
     """
     epochs, search = params.epochs, []
