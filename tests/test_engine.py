@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import low_rank_ratings, make_params
+from lenscf import engine as engine_module
 from lenscf.engine import (
     DotPairs,
     DotRatings,
@@ -138,8 +139,11 @@ def test_pairwise_gradients_equal_autograds(seed: int) -> None:
         assert loss.item() == pytest.approx(F.softplus(model(users, negative) - model(users, positive)).sum().item())
 
 
-def test_row_adam_is_torch_adam_when_every_row_steps() -> None:
-    """With every row in every batch and no scaling, lazy Adam is torch.optim.Adam, eps placement included."""
+@pytest.mark.parametrize("rows_per_chunk", [2048, 4, 1])
+def test_row_adam_is_torch_adam_when_every_row_steps(monkeypatch: pytest.MonkeyPatch, rows_per_chunk: int) -> None:
+    """With every row in every batch and no scaling, lazy Adam is torch.optim.Adam, eps placement included, however
+    the rows are cut into chunks (4 leaves a ragged last chunk of 2)."""
+    monkeypatch.setattr(engine_module, "ROWS_PER_CHUNK", rows_per_chunk)
     weight = torch.randn(6, 3)
     reference = torch.nn.Parameter(weight.clone())
     adam = torch.optim.Adam([reference], lr=0.05)
