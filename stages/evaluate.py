@@ -4,9 +4,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from lenscf.artifacts import write_json, write_table
+from lenscf.artifacts import table_of, write_json, write_table
 from lenscf.checkpoints import load_checkpoint
 from lenscf.errors import run_stage
 from lenscf.evaluation import calibration, error_by_activity, evaluate
@@ -25,7 +24,7 @@ def main() -> None:
     write_json(Path(f"metrics/{name}.json"), metrics)
     warm = data.val.warm_mask().numpy()
     user_ids, movie_ids = data.val_ids
-    predictions = pa.table(
+    predictions = table_of(
         {
             "userId": user_ids,
             "movieId": movie_ids,

@@ -3,13 +3,14 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 import encode
 from conftest import arrow, needs_real_archive, run_main
-from lenscf.artifacts import read_table, write_json, write_table
+from lenscf.artifacts import column_values, read_table, table_of, write_json, write_table
 from lenscf.errors import PipelineError
 
 # The notebook's own check (In [8]): its tiny training frame and the encoding it printed.
@@ -84,6 +85,27 @@ def test_parquet_round_trip_keeps_values_and_types(project: Path) -> None:
     assert Path("t.parquet").read_bytes() == first
     with pytest.raises(PipelineError, match=r"t.parquet: missing column\(s\) item"):
         read_table("t.parquet", ["user", "item"])
+
+
+def test_table_of_builds_what_pa_table_builds() -> None:
+    columns = {
+        "user": np.array([3, 1, 2], np.int32),
+        "movieId": np.arange(6, dtype=np.int64)[::2],  # not contiguous
+        "rating": np.array([0.5, 5, 3.5], np.float32),
+        "warm": np.array([True, False, True]),
+    }
+    assert table_of(columns).equals(pa.table(columns))
+
+
+def test_column_values_reads_every_chunk_at_its_offset_in_its_type() -> None:
+    """Chunks and slices (an offset into a buffer) are how Arrow hands out columns read from row groups."""
+    chunks = [pa.array([1, 2, 3, 4], pa.int32()).slice(1), pa.array([7, 8], pa.int32())]
+    table = pa.table({"user": pa.chunked_array(chunks), "rating": pa.array([0.5, 1, 1.5, 2, 4.5], pa.float32())})
+    users, ratings = column_values(table, "user"), column_values(table, "rating")
+    assert users.dtype == np.int32 and users.tolist() == [2, 3, 4, 7, 8]
+    assert ratings.dtype == np.float32 and ratings.tolist() == [0.5, 1, 1.5, 2, 4.5]
+    with pytest.raises(ValueError, match="column user has 1 null"):
+        column_values(pa.table({"user": pa.array([1, None], pa.int32())}), "user")
 
 
 def test_encode_stage_checks_its_input(project: Path, run) -> None:

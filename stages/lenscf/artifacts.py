@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -80,3 +81,33 @@ def read_table(path: str | Path, columns: list[str]) -> pa.Table:
         raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}")
     # ParquetFile rather than pq.read_table, which imports pyarrow.dataset: 0.2 s of every stage's start-up.
     return pq.ParquetFile(path).read(columns=columns)
+
+
+# pyarrow imports pandas the first time it converts to or from NumPy (pa.table, pa.array, to_numpy), which costs a
+# stage 0.18 s of start-up. These two move numeric and boolean columns through Arrow's buffers instead.
+
+
+def table_of(columns: dict[str, np.ndarray]) -> pa.Table:
+    """A table of NumPy columns (numbers or booleans, no nulls), as pa.table(columns) would build it."""
+    arrays = []
+    for values in columns.values():
+        values = np.ascontiguousarray(values)
+        if values.dtype == np.bool_:  # Arrow packs booleans eight to a byte
+            data, kind = np.packbits(values, bitorder="little"), pa.bool_()
+        else:
+            data, kind = values, pa.from_numpy_dtype(values.dtype)
+        arrays.append(pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(data)]))
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def column_values(table: pa.Table, name: str) -> np.ndarray:
+    """A numeric column without nulls as one NumPy array, read from its buffers (see table_of)."""
+    column = table[name]
+    if column.null_count:
+        raise ValueError(f"column {name} has {column.null_count} null(s)")
+    dtype = np.dtype(column.type.to_pandas_dtype())
+    parts = [
+        np.frombuffer(chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize)
+        for chunk in column.chunks
+    ]
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lenscf.artifacts import read_json, read_table
+from lenscf.artifacts import column_values, read_json, read_table
 
 ENCODED = Path("data/encoded")
 
@@ -73,18 +73,18 @@ def load_encoded(device: torch.device | str = "cpu", with_ids: bool = False, wit
         users = read_table(ENCODED / "users.parquet", ["userId"])
         items = read_table(ENCODED / "items.parquet", ["movieId", "title"])
         catalogue = {
-            "userId": users["userId"].to_numpy(),
-            "movieId": items["movieId"].to_numpy(),
+            "userId": column_values(users, "userId"),
+            "movieId": column_values(items, "movieId"),
             "title": items["title"].to_numpy(zero_copy_only=False),
         }
     train = read_table(ENCODED / "train.parquet", ["user", "item", "rating"])
     val = read_table(ENCODED / "val.parquet", ["user", "item", "rating", *(["userId", "movieId"] if with_ids else [])])
     return Encoded(
-        train=Ratings.from_arrays(*(train[c].to_numpy() for c in ("user", "item", "rating")), device=device),
-        val=Ratings.from_arrays(*(val[c].to_numpy() for c in ("user", "item", "rating")), device=device),
+        train=Ratings.from_arrays(*(column_values(train, c) for c in ("user", "item", "rating")), device=device),
+        val=Ratings.from_arrays(*(column_values(val, c) for c in ("user", "item", "rating")), device=device),
         n_users=info["n_users"],
         n_items=info["n_items"],
         rating_scale=tuple(info["rating_scale"]),
-        val_ids=(val["userId"].to_numpy(), val["movieId"].to_numpy()) if with_ids else None,
+        val_ids=(column_values(val, "userId"), column_values(val, "movieId")) if with_ids else None,
         catalogue=catalogue,
     )
