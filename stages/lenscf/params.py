@@ -14,7 +14,6 @@ from typing import Any
 import yaml
 
 from lenscf.errors import PipelineError
-from lenscf.releases import RELEASES
 
 PARAMS_FILE = Path("params.yaml")
 SPLIT_METHODS = ("random", "temporal")
@@ -89,6 +88,10 @@ class DataParams:
 
     @classmethod
     def load(cls, params: dict[str, Any]) -> "DataParams":
+        # Imported here, by the one stage that reads this section: releases pulls in pyarrow's compute and CSV
+        # modules, 0.08 s of start-up that every other stage would pay for nothing.
+        from lenscf.releases import RELEASES
+
         s = _Section(params.get("data"), "data")
         dataset = s.get("dataset", Check(lambda v: v in RELEASES, f"one of {', '.join(RELEASES)}"))
         pins = s.get("sha256", Check(lambda v: isinstance(v, dict), "a mapping of dataset to member checksums"))
