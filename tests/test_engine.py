@@ -16,6 +16,7 @@ from lenscf.engine import (
     NetRatings,
     RowAdam,
     carve_holdout,
+    distinct_indices,
     fit,
     objective,
     pairwise_objective,
@@ -165,6 +166,13 @@ def test_row_adam_leaves_untouched_rows_and_scales_by_the_root_of_the_count() ->
     # Adam's first step moves by lr (its m/√v is 1); a row counted 4 times moves √4 = 2 times as far.
     torch.testing.assert_close(weight[1], torch.full((2,), -0.1), atol=1e-6, rtol=0)
     torch.testing.assert_close(weight[3], torch.full((2,), -0.2), atol=1e-6, rtol=0)
+
+
+def test_distinct_is_torch_unique_with_its_inverse() -> None:
+    items = torch.tensor([7, 2, 7, 0, 9, 2])
+    expected = torch.unique(items, return_inverse=True)
+    for got, want in zip(distinct_indices(items, n_items=10), expected, strict=True):
+        assert torch.equal(got, want)
 
 
 def notebook_train_epocs(model: torch.nn.Module, data: Ratings, epochs: int, lr: float) -> list[float]:

@@ -427,19 +427,21 @@ class DotPairs(Trainer):
         the batch's summed loss)."""
         b: Batch = prepared["batch"]
         n = len(b.ratings)
-        items, item_of = torch.unique(torch.cat([prepared["positive"], negative]), return_inverse=True)
+        items, item_of = distinct_indices(torch.cat([prepared["positive"], negative]), self.model.n_items)
         rows = torch.cat([b.rows[: b.n_users], items + self.model.n_users])
         current = self.table.index_select(0, rows)
         user_rows, item_rows = current[: b.n_users], current[b.n_users :]
+        # In place where a temporary is used once: each is n rows wide, and a fresh one costs its page faults.
         p = user_rows.index_select(0, b.user_of)
-        difference = item_rows.index_select(0, item_of[:n]) - item_rows.index_select(0, item_of[n:])
+        difference = item_rows.index_select(0, item_of[:n]).sub_(item_rows.index_select(0, item_of[n:]))
         x = (p * difference).sum(1)
         g = (-torch.sigmoid(-x) / n).unsqueeze(1)
         grad = torch.zeros_like(current)
-        grad[: b.n_users].index_add_(0, b.user_of, difference * g)
+        grad[: b.n_users].index_add_(0, b.user_of, difference.mul_(g))
         item_grad = grad[b.n_users :]
-        item_grad.index_add_(0, item_of[:n], p * g)
-        item_grad.index_add_(0, item_of[n:], p * -g)
+        p_g = p.mul_(g)
+        item_grad.index_add_(0, item_of[:n], p_g)
+        item_grad.index_add_(0, item_of[n:], p_g.neg_())
         counts = torch.cat([b.counts[: b.n_users], torch.bincount(item_of, minlength=len(items)).float().unsqueeze(1)])
         grad = self.penalise(grad, current, counts, n)
         return rows, self.packed.freeze(grad, b.n_users), current, counts, F.softplus(-x).sum()
@@ -453,6 +455,14 @@ class DotPairs(Trainer):
 
     def sync(self) -> None:
         self.packed.write_back(self.model)
+
+
+def distinct_indices(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.unique(items, return_inverse=True) for indices below n_items, by marking them rather than sorting:
+    BPR meets a fresh set of items every step."""
+    touched = torch.zeros(n_items, dtype=torch.bool, device=items.device)
+    touched[items] = True
+    return touched.nonzero().squeeze(1), (touched.cumsum(0) - 1)[items]
 
 
 TRAINERS: dict[type[Recommender], type] = {
