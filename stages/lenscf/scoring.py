@@ -12,7 +12,7 @@ from tqdm import tqdm
 from lenscf.models import Recommender
 from lenscf.splits import Ratings, row_pointers
 
-PAIRS_PER_BLOCK = 1 << 17  # (user, item) pairs per forward() call
+PAIRS_PER_BLOCK = 1 << 12  # (user, item) pairs per forward() call: its gathered rows stay in cache (2¹⁷ was 3× slower)
 SCORES_PER_BLOCK = 1 << 22  # user-by-item scores held at once by top-N
 
 
