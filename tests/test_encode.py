@@ -104,6 +104,8 @@ def test_column_values_reads_every_chunk_at_its_offset_in_its_type() -> None:
     users, ratings = column_values(table, "user"), column_values(table, "rating")
     assert users.dtype == np.int32 and users.tolist() == [2, 3, 4, 7, 8]
     assert ratings.dtype == np.float32 and ratings.tolist() == [0.5, 1, 1.5, 2, 4.5]
+    with pytest.raises(TypeError, match="column warm is bool, not a number"):
+        column_values(pa.table({"warm": [True, False]}), "warm")
     with pytest.raises(ValueError, match="column user has 1 null"):
         column_values(pa.table({"user": pa.array([1, None], pa.int32())}), "user")
 

@@ -103,6 +103,8 @@ def table_of(columns: dict[str, np.ndarray]) -> pa.Table:
 def column_values(table: pa.Table, name: str) -> np.ndarray:
     """A numeric column without nulls as one NumPy array, read from its buffers (see table_of)."""
     column = table[name]
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise TypeError(f"column {name} is {column.type}, not a number")
     if column.null_count:
         raise ValueError(f"column {name} has {column.null_count} null(s)")
     dtype = np.dtype(column.type.to_pandas_dtype())

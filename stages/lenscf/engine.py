@@ -131,6 +131,14 @@ def make_batch(data: Ratings, n_users: int) -> Batch:
     )
 
 
+def distinct_indices(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.unique(items, return_inverse=True) for indices below n_items, by marking them rather than sorting:
+    BPR meets a fresh set of items every step."""
+    touched = torch.zeros(n_items, dtype=torch.bool, device=items.device)
+    touched[items] = True
+    return touched.nonzero().squeeze(1), (touched.cumsum(0) - 1)[items]
+
+
 def make_batches(data: Ratings, batch_size: int, n_users: int, generator: torch.Generator) -> list[Batch]:
     order = torch.randperm(len(data), generator=generator).to(data.users.device)
     return [make_batch(data.subset(index), n_users) for index in order.split(batch_size or len(data))]
@@ -455,14 +463,6 @@ class DotPairs(Trainer):
 
     def sync(self) -> None:
         self.packed.write_back(self.model)
-
-
-def distinct_indices(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.unique(items, return_inverse=True) for indices below n_items, by marking them rather than sorting:
-    BPR meets a fresh set of items every step."""
-    touched = torch.zeros(n_items, dtype=torch.bool, device=items.device)
-    touched[items] = True
-    return touched.nonzero().squeeze(1), (touched.cumsum(0) - 1)[items]
 
 
 TRAINERS: dict[type[Recommender], type] = {
