@@ -49,6 +49,11 @@ from lenscf.scoring import predict
 from lenscf.splits import Ratings, row_pointers
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+# On the CPU torch takes sqrt from MKL's vector maths, which sets itself up on its first call. When that first call
+# came from two threads at once (lazy Adam's first step), one of them sometimes rounded it differently, and one
+# process in ten to twenty trained a model that differed in the last bits. Making the first call here, on one
+# thread, ended it: `python bench/determinism.py` found 6 such processes in 60 without this line, none in 108 with it.
+torch.sqrt(torch.ones(1))
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the notebook used
 ROWS_PER_CHUNK = 2048  # rows of 100 numbers: a chunk's Adam state is 1.6 MB, within a 2 MB L2 cache
 
