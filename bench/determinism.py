@@ -1,8 +1,8 @@
-"""Does training give the same bits in every process? Runs the first lazy-Adam steps of mf in fresh processes.
+"""Does training give the same bits in every process? Runs a model's first lazy-Adam steps in fresh processes.
 
-    dvc repro encode && python bench/determinism.py [--processes 48]
+    dvc repro encode && python bench/determinism.py [--model mf] [--processes 48]
 
-Each process trains the first few batches of mf's early-stopping search from the same seed and prints a hash of
+Each process trains the first few batches of the model's early-stopping search from the same seed and prints a hash of
 the table after every step; the bench counts the distinct sequences. One sequence is what the pipeline needs:
 DVC's run-cache and `dvc status` rely on byte-identical outputs. A rare second sequence once came from MKL's
 first sqrt call racing on two threads (see lenscf/engine.py).
@@ -16,11 +16,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
+
+from lenscf.params import TRAINED  # noqa: E402
+
 STEPS = 3
 
 
-def child() -> None:
-    sys.path.insert(0, str(ROOT / "stages"))
+def child(name: str) -> None:
     import torch
 
     from lenscf.engine import TRAINERS, carve_holdout
@@ -29,10 +32,10 @@ def child() -> None:
     from lenscf.splits import load_encoded
 
     data = load_encoded()
-    params = ModelParams.load(load_params(), "mf")
+    params = ModelParams.load(load_params(), name)
     kept, _ = carve_holdout(data.train, params.engine.holdout_frac, params.engine.seed)
     torch.manual_seed(params.engine.seed)
-    model = build_model("mf", data.n_users, data.n_items, data.train.ratings.double().mean().item(), params.args)
+    model = build_model(name, data.n_users, data.n_items, data.train.ratings.double().mean().item(), params.args)
     generator = torch.Generator().manual_seed(params.engine.seed)
     trainer = TRAINERS[type(model)](model, kept, params.engine, generator)
     hashes = []
@@ -44,15 +47,17 @@ def child() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mf", choices=TRAINED)
     parser.add_argument("--processes", type=int, default=48)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child()
+        child(args.model)
         return
     seen: collections.Counter[str] = collections.Counter()
     for _ in range(args.processes):
-        run = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True, check=True)
+        command = [sys.executable, __file__, "--child", "--model", args.model]
+        run = subprocess.run(command, capture_output=True, text=True, check=True)
         seen[run.stdout.strip()] += 1
     for hashes, count in seen.most_common():
         print(f"{count:>4} processes: table after each step {hashes}")
