@@ -175,6 +175,25 @@ def test_distinct_is_torch_unique_with_its_inverse() -> None:
         assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize(
+    ("batch_size", "n_ratings", "expected"),
+    [(64, 1000, 64), (0, 1000, 1000), ("10%", 1000, 100), ("10%", 1001, 101), ("2.5%", 80, 2), ("100%", 7, 7)],
+)
+def test_batch_size_is_a_count_or_a_share_of_the_ratings(batch_size: int | str, n_ratings: int, expected: int) -> None:
+    assert engine(batch_size=batch_size).batch_ratings(n_ratings) == expected
+
+
+def test_a_share_cuts_every_fit_into_about_the_same_number_of_steps() -> None:
+    """What a share is for: the search's and the refit's fits, and data of any size, take about ten steps."""
+    model = build_model("mf", 40, 50, 3.0, {"emb_size": 4, "mean_offset": True})
+    for n in (90, 1000, 1234):
+        data = random_ratings(n_users=40, n_items=50, n=n)
+        trainer = DotRatings(model, data, engine(batch_size="10%"), torch.Generator().manual_seed(0))
+        sizes = [len(b["batch"].ratings) for b in trainer.batches]
+        assert sum(sizes) == len(data) and max(sizes) == math.ceil(len(data) / 10)
+        assert len(sizes) in (9, 10)
+
+
 def notebook_train_epocs(model: torch.nn.Module, data: Ratings, epochs: int, lr: float) -> list[float]:
     """The notebook's train_epocs: torch.optim.Adam, and one step on the MSE of all training ratings per epoch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

@@ -54,6 +54,9 @@ def test_ials_records_its_objective_per_sweep(project: Path, monkeypatch: pytest
     [
         ("mf_bias", {"lr": -0.1}, "lr must be a positive number, got -0.1"),
         ("mf_bias", {"batch_size": 1.5}, "batch_size must be a whole number >= 0"),
+        ("mf_bias", {"batch_size": "0%"}, 'batch_size must be a whole number >= 0 or a share such as "10%"'),
+        ("mf_bias", {"batch_size": "150%"}, "got '150%'"),
+        ("mf_bias", {"batch_size": "10"}, "got '10'"),
         ("mf_bias", {"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
         ("mf_bias", {"row_scaling": "linear"}, "row_scaling must be one of sqrt, none, got 'linear'"),
         ("mf_bias", {"threads": -1}, "threads must be a whole number >= 0, got -1"),

@@ -2,9 +2,9 @@
 
 What makes it fast, and why it still trains the notebook's models with Adam:
 
-- Minibatches are drawn once per fit (a seeded shuffle cut into `batch_size` ratings) and visited in a fresh
-  random order every epoch, so each batch's sparse structure is built once: the table rows it touches and
-  the CSR index arrays its gradients need.
+- Minibatches are drawn once per fit (a seeded shuffle cut into `batch_size` ratings, or a share of them) and
+  visited in a fresh random order every epoch, so each batch's sparse structure is built once: the table rows
+  it touches and the CSR index arrays its gradients need.
 - biases, mf, mf_bias and bpr are all dot products of one table W: user rows [p_u, b_u, 1] and item rows
   [q_i, 1, b_i], so that offset + W_u · W_i = offset + p_u · q_i + b_u + b_i (a model without a bias leaves
   out its columns). For the squared error the batch's predictions are one sampled matrix product, and the
@@ -146,7 +146,7 @@ def distinct_indices(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, t
 
 def make_batches(data: Ratings, batch_size: int, n_users: int, generator: torch.Generator) -> list[Batch]:
     order = torch.randperm(len(data), generator=generator).to(data.users.device)
-    return [make_batch(data.subset(index), n_users) for index in order.split(batch_size or len(data))]
+    return [make_batch(data.subset(index), n_users) for index in order.split(batch_size)]
 
 
 # --- lazy Adam on table rows ------------------------------------------------------------------------------
@@ -275,7 +275,8 @@ class Trainer:
     ) -> None:
         self.model, self.table, self.l2 = model, table, params.l2
         self.adam = RowAdam(table, params.lr, sqrt_scaling=params.row_scaling == "sqrt")
-        self.batches = [self.prepare(b) for b in make_batches(train, params.batch_size, model.n_users, generator)]
+        batches = make_batches(train, params.batch_ratings(len(train)), model.n_users, generator)
+        self.batches = [self.prepare(b) for b in batches]
 
     def prepare(self, b: Batch) -> dict[str, object]:
         return {"batch": b}

@@ -5,6 +5,7 @@ shared keys of what fits it (the Adam engine's, or for ials the solver's seed, d
 the keys the model reads, so a key that a model would ignore is refused rather than swallowed.
 """
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -19,6 +20,7 @@ PARAMS_FILE = Path("params.yaml")
 SPLIT_METHODS = ("random", "temporal")
 ROW_SCALINGS = ("sqrt", "none")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+PERCENT = re.compile(r"(\d+(\.\d*)?|\.\d+)%")
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -37,6 +39,11 @@ def _is_number(value: Any) -> bool:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_share(value: Any) -> bool:
+    """A share of the training ratings, as a string like "10%": more than 0, at most 100."""
+    return isinstance(value, str) and PERCENT.fullmatch(value) is not None and 0 < float(value[:-1]) <= 100
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ class EngineParams:
 
     lr: float
     epochs: int  # the most epochs; with holdout_frac > 0 early stopping picks how many
-    batch_size: int  # 0 = one full-batch step per epoch, as in the notebook
+    batch_size: int | str  # ratings per step, or a share of them such as "10%"; 0 = one full-batch step per epoch
     l2: float
     seed: int
     device: str
@@ -139,6 +146,13 @@ class EngineParams:
     threads: int  # 0 = as many as torch picks
     dense_lr: float | None  # Adam's step for a network's dense layers (collab_fnet's); None for the others
 
+    def batch_ratings(self, n_ratings: int) -> int:
+        """Ratings per step for a fit on n_ratings: a share grows with the data, so that an epoch takes the same
+        number of steps on ml-25m as on ml-latest-small (0 means all of them: the notebook's full batch)."""
+        if isinstance(self.batch_size, str):
+            return max(1, math.ceil(n_ratings * float(self.batch_size[:-1]) / 100))
+        return self.batch_size or n_ratings
+
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -146,7 +160,7 @@ class EngineParams:
 ENGINE_KEYS: dict[str, Check] = {
     "lr": POSITIVE,
     "epochs": COUNT,
-    "batch_size": WHOLE,
+    "batch_size": Check(lambda v: WHOLE.valid(v) or _is_share(v), 'a whole number >= 0 or a share such as "10%"'),
     "l2": NON_NEGATIVE,
     "seed": Check(lambda v: _is_int(v) and 0 <= v < 2**63, "a whole number >= 0"),
     "device": Check(lambda v: isinstance(v, str) and DEVICE.fullmatch(v) is not None, "auto, cpu, cuda or cuda:N"),
