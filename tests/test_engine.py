@@ -121,8 +121,10 @@ def test_collab_gradients_with_dropout_equal_autograds(seed: int) -> None:
         torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_pairwise_gradients_equal_autograds(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "pairs_per_chunk"), [(0, 8192), (1, 8192), (2, 8192), (0, 7), (1, 1)])
+def test_pairwise_gradients_equal_autograds(monkeypatch: pytest.MonkeyPatch, seed: int, pairs_per_chunk: int) -> None:
+    """Also with the pairs in chunks of 7 (a ragged last chunk) and of 1: chunks must not drop or repeat a pair."""
+    monkeypatch.setattr(engine_module, "PAIRS_PER_CHUNK", pairs_per_chunk)
     data, l2 = random_ratings(seed=seed), 0.3
     model = randomised("bpr")
     trainer = DotPairs(model, data, engine(batch_size=0, l2=l2), torch.Generator())

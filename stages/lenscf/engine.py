@@ -56,6 +56,7 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 torch.sqrt(torch.ones(1))
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the notebook used
 ROWS_PER_CHUNK = 2048  # rows of 100 numbers: a chunk's Adam state is 1.6 MB, within a 2 MB L2 cache
+PAIRS_PER_CHUNK = 8192  # BPR pairs scored at a time, so that a batch of any size reuses its temporaries from cache
 
 
 def pick_device(name: str) -> torch.device:
@@ -351,6 +352,11 @@ class DotRatings(Trainer):
         self.packed.write_back(self.model)
 
 
+def _where_positive(grad: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """grad where a ReLU's output is positive, else 0: relu's backward, in one pass rather than a sign and a product."""
+    return torch.ops.aten.threshold_backward(grad, output, 0)
+
+
 class NetRatings(Trainer):
     """Squared error of collab_fnet, with the network's gradients written out (see `gradient`)."""
 
@@ -398,12 +404,12 @@ class NetRatings(Trainer):
         hidden = torch.addmm(c1, x, w1.T).clamp_min_(0)
         error = torch.addmv(c2 + (model.mean if model.mean_offset else 0.0) - b.ratings, hidden, w2[0])
         g = error * (2.0 / n)
-        g_hidden = torch.outer(g, w2[0]).mul_(hidden.sign())
+        g_hidden = _where_positive(torch.outer(g, w2[0]), hidden)
         g_w1 = (g_hidden.T @ x).mul_(1.0 / (1.0 - p))
         grads = (g_w1, g_hidden.sum(0), (hidden.T @ g).unsqueeze(0), g.sum().unsqueeze(0))
         for param, grad in zip(self.layers, grads, strict=True):
             param.grad = grad
-        g_x = (g_hidden @ w1).mul_(x.sign())  # x ≥ 0, and > 0 exactly where relu passed and dropout kept
+        g_x = _where_positive(g_hidden @ w1, x)  # x > 0 exactly where relu passed and dropout kept
         grad = self.penalise(prepared["incidence"] @ g_x.view(2 * n, -1), current, b.counts, n)
         return grad, error.dot(error)
 
@@ -445,20 +451,26 @@ class DotPairs(Trainer):
         rows = torch.cat([b.rows[: b.n_users], items + self.model.n_users])
         current = self.table.index_select(0, rows)
         user_rows, item_rows = current[: b.n_users], current[b.n_users :]
-        # In place where a temporary is used once: each is n rows wide, and a fresh one costs its page faults.
-        p = user_rows.index_select(0, b.user_of)
-        difference = item_rows.index_select(0, item_of[:n]).sub_(item_rows.index_select(0, item_of[n:]))
-        x = (p * difference).sum(1)
-        g = (-torch.sigmoid(-x) / n).unsqueeze(1)
         grad = torch.zeros_like(current)
-        grad[: b.n_users].index_add_(0, b.user_of, difference.mul_(g))
-        item_grad = grad[b.n_users :]
-        p_g = p.mul_(g)
-        item_grad.index_add_(0, item_of[:n], p_g)
-        item_grad.index_add_(0, item_of[n:], p_g.neg_())
+        user_grad, item_grad = grad[: b.n_users], grad[b.n_users :]
+        loss = torch.zeros((), device=current.device)
+        # The pairs in chunks, whose gathered rows and temporaries stay in cache however large the batch; in
+        # place where a temporary is used once.
+        for start in range(0, n, PAIRS_PER_CHUNK):
+            chunk = slice(start, start + PAIRS_PER_CHUNK)
+            user_of, rated_of, drawn_of = b.user_of[chunk], item_of[:n][chunk], item_of[n:][chunk]
+            p = user_rows.index_select(0, user_of)
+            difference = item_rows.index_select(0, rated_of).sub_(item_rows.index_select(0, drawn_of))
+            x = (p * difference).sum(1)
+            g = (-torch.sigmoid(-x) / n).unsqueeze(1)
+            user_grad.index_add_(0, user_of, difference.mul_(g))
+            p_g = p.mul_(g)
+            item_grad.index_add_(0, rated_of, p_g)
+            item_grad.index_add_(0, drawn_of, p_g.neg_())
+            loss += F.softplus(-x).sum()
         counts = torch.cat([b.counts[: b.n_users], torch.bincount(item_of, minlength=len(items)).float().unsqueeze(1)])
         grad = self.penalise(grad, current, counts, n)
-        return rows, self.packed.freeze(grad, b.n_users), current, counts, F.softplus(-x).sum()
+        return rows, self.packed.freeze(grad, b.n_users), current, counts, loss
 
     def step(self, prepared: dict) -> torch.Tensor:
         n = len(prepared["batch"].ratings)
