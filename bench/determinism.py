@@ -26,16 +26,14 @@ STEPS = 3
 def child(name: str) -> None:
     import torch
 
-    from lenscf.engine import TRAINERS, carve_holdout
-    from lenscf.models import build_model
+    from lenscf.engine import TRAINERS, carve_holdout, model_builder
     from lenscf.params import ModelParams, load_params
     from lenscf.splits import load_encoded
 
     data = load_encoded()
     params = ModelParams.load(load_params(), name)
-    kept, _ = carve_holdout(data.train, params.engine.holdout_frac, params.engine.seed)
-    torch.manual_seed(params.engine.seed)
-    model = build_model(name, data.n_users, data.n_items, data.train.ratings.double().mean().item(), params.args)
+    kept, _ = carve_holdout(data.train, params.engine.holdout_frac, params.engine.seed)  # as `fit`'s search does
+    model = model_builder(params, data.train, data.n_users, data.n_items)()
     generator = torch.Generator().manual_seed(params.engine.seed)
     trainer = TRAINERS[type(model)](model, kept, params.engine, generator)
     hashes = []

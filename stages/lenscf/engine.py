@@ -589,6 +589,19 @@ def fit(
     return model, {"searched_epochs": len(search), "epochs": len(history), "history": history}
 
 
+def model_builder(params: ModelParams, train: Ratings, n_users: int, n_items: int) -> Callable[[], Recommender]:
+    """What makes a fresh model for `train`, with the same initial weights every call: the same params give the
+    same weights, in the search, in the refit and in every process."""
+    seed = params.fitter.seed if params.fitter is not None else 0
+    mean = train.ratings.double().mean().item()
+
+    def build() -> Recommender:
+        torch.manual_seed(seed)
+        return build_model(params.model, n_users, n_items, mean, params.args).to(train.users.device)
+
+    return build
+
+
 def train_model(
     params: ModelParams, train: Ratings, val: Ratings, n_users: int, n_items: int, scale: tuple[float, float]
 ) -> tuple[Recommender, dict | None]:
@@ -597,14 +610,7 @@ def train_model(
 
     `val` holds warm pairs only; it is scored for the record and never steers the fit.
     """
-    fitter = params.fitter
-    device = train.users.device
-    mean = train.ratings.double().mean().item()
-
-    def build() -> Recommender:
-        torch.manual_seed(fitter.seed if fitter is not None else 0)  # the same params give the same weights
-        return build_model(params.model, n_users, n_items, mean, params.args).to(device)
-
+    build = model_builder(params, train, n_users, n_items)
     if params.solver is not None:
         model = build()
         return model, fit_als(model, train, params.solver)
