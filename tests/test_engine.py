@@ -160,6 +160,20 @@ def test_row_adam_is_torch_adam_when_every_row_steps(monkeypatch: pytest.MonkeyP
     torch.testing.assert_close(weight, reference.detach())
 
 
+def test_row_adam_stepping_the_whole_table_is_torch_adam() -> None:
+    """What collab_fnet's layers take every batch."""
+    weight = torch.randn(4, 5)
+    reference = torch.nn.Parameter(weight.clone())
+    adam = torch.optim.Adam([reference], lr=0.02)
+    ours = RowAdam(weight, lr=0.02, sqrt_scaling=False)
+    for step in range(5):
+        grad = torch.randn(4, 5, generator=torch.Generator().manual_seed(step))
+        reference.grad = grad.clone()
+        adam.step()
+        ours.step_all(grad)
+    torch.testing.assert_close(weight, reference.detach())
+
+
 def test_row_adam_leaves_untouched_rows_and_scales_by_the_root_of_the_count() -> None:
     weight = torch.zeros(4, 2)
     adam = RowAdam(weight, lr=0.1, sqrt_scaling=True)

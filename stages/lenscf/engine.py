@@ -21,7 +21,9 @@ What makes it fast, and why it still trains the notebook's models with Adam:
 closed-form gradient here equal to autograd's gradient of them.
 """
 
+import ctypes
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +59,22 @@ torch.sqrt(torch.ones(1))
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the notebook used
 ROWS_PER_CHUNK = 2048  # rows of 100 numbers: a chunk's Adam state is 1.6 MB, within a 2 MB L2 cache
 PAIRS_PER_CHUNK = 8192  # BPR pairs scored at a time, so that a batch of any size reuses its temporaries from cache
+
+
+def keep_freed_memory() -> None:
+    """Let the process reuse the memory one step frees for the next step, as glibc alone does not.
+
+    Every step allocates and frees temporaries of the same few sizes. glibc hands a freed block back to the system
+    once more than twice the largest recent block is free, and a fresh block costs a page fault per 4 kB page as
+    it is first written: a tenth of collab_fnet's step and of mf's. Blocks up to 32 MB now come from the heap,
+    which keeps up to 64 MB free; those are glibc's own ceilings for the two limits, which it reaches only slowly.
+    """
+    if "CS_GNU_LIBC_VERSION" not in getattr(os, "confstr_names", {}):
+        return  # not glibc: its allocator keeps its own counsel
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    libc.mallopt(m_mmap_threshold, 32 << 20)
+    libc.mallopt(m_trim_threshold, 64 << 20)
 
 
 def pick_device(name: str) -> torch.device:
@@ -156,37 +174,47 @@ def make_batches(data: Ratings, batch_size: int, n_users: int, generator: torch.
 class RowAdam:
     """Adam for the rows of one table, stepping only the rows a batch touches (see the module's docstring).
 
-    The update is torch.optim.Adam's, eps after the bias correction included; `sqrt_scaling` multiplies each
-    row's step by the square root of its count in the batch. The rows step in chunks of ROWS_PER_CHUNK, whose
-    moments, gradients and temporaries stay in a core's cache through the update's passes over them: at ml-25m's
-    sizes a whole batch's do not, and each pass went out to memory.
+    The update is torch.optim.Adam's own fused kernel (what Adam(fused=True) runs), applied to the rows gathered
+    from the table and its moments, and scattered back; `sqrt_scaling` multiplies each row's step by the square
+    root of its count in the batch. The rows step in chunks of ROWS_PER_CHUNK, whose moments, gradients and
+    temporaries stay in a core's cache from the gather to the scatter: at ml-25m's sizes a whole batch's do not.
     """
 
     def __init__(self, table: torch.Tensor, lr: float, sqrt_scaling: bool) -> None:
         self.table, self.lr, self.sqrt_scaling = table, lr, sqrt_scaling
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(table), torch.zeros_like(table)
-        self.steps = 0
+        self.steps = torch.zeros((), device=table.device)  # a tensor, as the kernel reads it
+
+    def _adam(self, value: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor) -> None:
+        """One Adam step of `value`, in place, with its moments updated in place; self.steps already counts it."""
+        beta1, beta2 = BETAS
+        torch._fused_adam_(
+            [value], [grad], [exp_avg], [exp_avg_sq], [], [self.steps],
+            lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False,
+        )  # fmt: skip
 
     def step(self, rows: torch.Tensor, current: torch.Tensor, grad: torch.Tensor, counts: torch.Tensor | None) -> None:
         """`current` holds table[rows]; it is updated in place and written back. `counts` (the rows' ratings in
         the batch) is read only with sqrt_scaling."""
-        beta1, beta2 = BETAS
         self.steps += 1
-        # torch.optim.Adam's m̂ / (√v̂ + eps), with the bias corrections moved onto eps and the step size
-        correction = math.sqrt(1 - beta2**self.steps)
-        step_size = -self.lr * correction / (1 - beta1**self.steps)
         for start in range(0, len(rows), ROWS_PER_CHUNK):
             chunk = slice(start, start + ROWS_PER_CHUNK)
-            at, g, value = rows[chunk], grad[chunk], current[chunk]
-            exp_avg = self.exp_avg.index_select(0, at).lerp_(g, 1 - beta1)
-            exp_avg_sq = self.exp_avg_sq.index_select(0, at).mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            self.exp_avg.index_copy_(0, at, exp_avg)
-            self.exp_avg_sq.index_copy_(0, at, exp_avg_sq)
-            ratio = exp_avg.div_(exp_avg_sq.sqrt_().add_(EPS * correction))
-            if self.sqrt_scaling:
-                ratio.mul_(counts[chunk].sqrt())
-            value.add_(ratio, alpha=step_size)
-            self.table.index_copy_(0, at, value)
+            at, value = rows[chunk], current[chunk]
+            exp_avg, exp_avg_sq = self.exp_avg.index_select(0, at), self.exp_avg_sq.index_select(0, at)
+            if self.sqrt_scaling:  # Adam's move, taken √count times
+                move = torch.zeros_like(value)
+                self._adam(move, grad[chunk], exp_avg, exp_avg_sq)
+                value.addcmul_(move, counts[chunk].sqrt())
+            else:
+                self._adam(value, grad[chunk], exp_avg, exp_avg_sq)
+            self.exp_avg.index_put_((at,), exp_avg)
+            self.exp_avg_sq.index_put_((at,), exp_avg_sq)
+            self.table.index_put_((at,), value)
+
+    def step_all(self, grad: torch.Tensor) -> None:
+        """Every row steps, in place: torch.optim.Adam on the whole table."""
+        self.steps += 1
+        self._adam(self.table, grad, self.exp_avg, self.exp_avg_sq)
 
 
 # --- the dot-product models as one table ------------------------------------------------------------------
@@ -367,7 +395,6 @@ class NetRatings(Trainer):
         # Adam for the network's layers, every row stepping every batch: that is torch.optim.Adam (tested), and
         # it spares the process the second torch.optim.Adam takes to import torch._dynamo.
         self.dense = [RowAdam(t.detach().view(len(t), -1), params.dense_lr, sqrt_scaling=False) for t in self.layers]
-        self.every = [torch.arange(len(t), device=t.device) for t in self.layers]
 
     def prepare(self, b: Batch) -> dict[str, object]:
         n, device = len(b.ratings), b.ratings.device
@@ -396,7 +423,7 @@ class NetRatings(Trainer):
         model: CollabFNet = self.model
         n = len(b.ratings)
         w1, c1, w2, c2 = (t.detach() for t in self.layers)
-        x = current.index_select(0, prepared["pairs"]).view(n, -1).clamp_min_(0)
+        x = current.clamp_min(0).index_select(0, prepared["pairs"]).view(n, -1)  # relu on rows, not on pairs
         p = model.drop.p
         if p > 0:
             x.mul_(dropout_keep(x.shape, p, x.device))
@@ -416,8 +443,8 @@ class NetRatings(Trainer):
     def step(self, prepared: dict) -> torch.Tensor:
         """The rows' step, then the layers', from the gradients `gradient` left in them."""
         squared = super().step(prepared)
-        for adam, every, layer in zip(self.dense, self.every, self.layers, strict=True):
-            adam.step(every, adam.table.clone(), layer.grad.view_as(adam.table), None)
+        for adam, layer in zip(self.dense, self.layers, strict=True):
+            adam.step_all(layer.grad.view_as(adam.table))
         return squared
 
     def epoch(self, order: list[int], desc: str) -> torch.Tensor:
@@ -572,6 +599,7 @@ def fit(
     whose holdout loss was lowest.
     The validation split is scored after every epoch for the plots and never acted on.
     """
+    keep_freed_memory()
     epochs, search = params.epochs, []
     if params.holdout_frac > 0:
         kept, holdout = carve_holdout(train, params.holdout_frac, params.seed)
