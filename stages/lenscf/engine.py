@@ -207,9 +207,9 @@ class RowAdam:
                 value.addcmul_(move, counts[chunk].sqrt())
             else:
                 self._adam(value, grad[chunk], exp_avg, exp_avg_sq)
-            self.exp_avg.index_put_((at,), exp_avg)
-            self.exp_avg_sq.index_put_((at,), exp_avg_sq)
-            self.table.index_put_((at,), value)
+            self.exp_avg.index_copy_(0, at, exp_avg)
+            self.exp_avg_sq.index_copy_(0, at, exp_avg_sq)
+            self.table.index_copy_(0, at, value)
 
     def step_all(self, grad: torch.Tensor) -> None:
         """Every row steps, in place: torch.optim.Adam on the whole table."""
