@@ -9,7 +9,7 @@ import torch
 from conftest import make_params
 from lenscf.checkpoints import constructor_args, load_checkpoint, save_checkpoint
 from lenscf.errors import PipelineError
-from lenscf.models import MODELS, CollabFNet, Dropout, build_model
+from lenscf.models import MODELS, CollabFNet, Dropout, build_model, dropout_keep
 from lenscf.params import MODEL_KEYS, MODEL_NAMES, ModelParams
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -72,6 +72,21 @@ def test_dropout_keeps_nn_dropouts_semantics() -> None:
     assert dropped.unique().tolist() == [0.0, pytest.approx(1 / 0.75)]
     assert (dropped == 0).float().mean().item() == pytest.approx(0.25, abs=0.01)
     assert torch.equal(Dropout(0.25).eval()(x), x)
+
+
+@pytest.mark.parametrize(("p", "kept"), [(0.0, 1.0), (1 - 1e-6, 0.0)])
+def test_dropout_masks_at_the_ends_of_p(p: float, kept: float) -> None:
+    """p is rounded to a multiple of 2⁻¹⁶: at 0 nothing is dropped, and p that rounds to 1 drops everything."""
+    assert torch.equal(dropout_keep(torch.Size([3, 5]), p, torch.device("cpu")), torch.full((3, 5), kept))
+
+
+def test_dropout_masks_follow_torchs_seed() -> None:
+    """The engine and forward() draw the same mask from the same torch seed, and another seed draws another."""
+    masks = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        masks.append(dropout_keep(torch.Size([64, 32]), 0.5, torch.device("cpu")))
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -44,6 +44,8 @@ def dropout_keep(shape: torch.Size, p: float, device: torch.device) -> torch.Ten
     else:
         bits = torch.randint(-(2**63), 2**63 - 1, (words,), dtype=torch.int64, device=device).view(torch.int16)
     threshold = round(p * 2**16) - 2**15  # an int16 below it has probability p
+    if threshold >= 2**15:  # p rounds to 1, and the threshold would not fit an int16
+        return torch.zeros(shape, device=device)
     return torch.ge(bits[:n], threshold, out=torch.empty(n, device=device)).view(shape)
 
 
