@@ -24,17 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 from lenscf.engine import carve_holdout, rating_mse, train_model
 from lenscf.evaluation import ranking_section
 from lenscf.params import MODEL_NAMES, EvaluateParams, ModelParams, load_params
-from lenscf.splits import load_encoded
+from lenscf.splits import Encoded, load_encoded
 
 TUNE_FRAC, TUNE_SEED = 0.1, 12345
 
 
-def tune(raw: dict, name: str, overrides: dict[str, object]) -> tuple[float, float, str]:
+def tune(raw: dict, name: str, overrides: dict[str, object], data: Encoded) -> tuple[float, float, str]:
     """(MSE on the scored slice, ndcg@top_n there, the fit's epochs) of one fit with `overrides`."""
     # Overrides go in as models.<name> keys, so params.py checks them as it checks params.yaml.
-    raw["models"][name] = {**(raw["models"].get(name) or {}), **overrides}
+    raw = {**raw, "models": {**raw["models"], name: {**(raw["models"].get(name) or {}), **overrides}}}
     params, evaluate = ModelParams.load(raw, name), EvaluateParams.load(raw)
-    data = load_encoded()
     fit_part, scored = carve_holdout(data.train, TUNE_FRAC, TUNE_SEED)  # every scored pair is warm
     model, record = train_model(params, fit_part, scored, data.n_users, data.n_items, data.rating_scale)
     # Ranking as the evaluate stage ranks, with the fitted part as training and the scored slice as validation.
@@ -58,12 +57,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (arg.split("=", 1) for arg in args.overrides)}
-    top = f"ndcg@{EvaluateParams.load(load_params()).top_n}"
+    raw, data = load_params(), load_encoded()
+    top = f"ndcg@{EvaluateParams.load(raw).top_n}"
     runs = []
     for seed in range(1, args.seeds + 1) if args.seeds else [None]:
         start = time.perf_counter()
         seeded = overrides if seed is None else {**overrides, "seed": seed}
-        mse, ndcg, epochs = tune(load_params(), args.model, seeded)
+        mse, ndcg, epochs = tune(raw, args.model, seeded, data)
         runs.append((mse, ndcg))
         wall = time.perf_counter() - start
         print(f"{args.model} {seeded} tune mse {mse:.4f} {top} {ndcg:.4f} {epochs} {wall:.1f}s", flush=True)

@@ -66,8 +66,8 @@ def keep_freed_memory() -> None:
 
     Every step allocates and frees temporaries of the same few sizes. glibc hands a freed block back to the system
     once more than twice the largest recent block is free, and a fresh block costs a page fault per 4 kB page as
-    it is first written: a tenth of collab_fnet's step and of mf's. Blocks up to 32 MB now come from the heap,
-    which keeps up to 64 MB free; those are glibc's own ceilings for the two limits, which it reaches only slowly.
+    it is first written: a tenth of collab_fnet's step and of mf's, timed by hand. Blocks up to 32 MB now come
+    from the heap, which keeps up to 64 MB free: glibc's own ceilings for the two limits, which it reaches slowly.
     """
     if "CS_GNU_LIBC_VERSION" not in getattr(os, "confstr_names", {}):
         return  # not glibc: its allocator keeps its own counsel
