@@ -5,8 +5,9 @@
 For each size it writes a synthetic release (bench/synthetic_release.py, ml-25m layout), copies the pipeline
 into a temporary git + DVC repository, and runs every stage there with `dvc repro --single-item` in pipeline
 order, printing each stage's wall time and peak RSS (of the stage and DVC together). It then prints, per stage,
-the exponent of cost against ratings (the slope on a log-log scale) and what ml-32m would take, and the models'
-validation MSE beside the synthetic data's noise floor. Results go to --out for bench/readme_plots.py.
+the exponent of cost against ratings (the slope on a log-log scale) and what ml-32m would take, the models'
+validation MSE beside the synthetic data's noise floor, and each trained model's epochs (search + refit).
+Results go to --out for bench/readme_plots.py.
 """
 
 import argparse
@@ -81,6 +82,11 @@ def measure(n: int, tmp: Path, skip: set[str]) -> dict:
     for name in MODEL_NAMES:
         if f"evaluate@{name}" not in skip:
             mse[name] = json.loads((work / "metrics" / f"{name}.json").read_text())["warm"].get("mse")
+    epochs = {}  # a train stage's time is its epochs times their cost: the record tells the two apart
+    for name in TRAINED:
+        if f"train@{name}" not in skip:
+            record = json.loads((work / "plots" / "history" / f"{name}.json").read_text())
+            epochs[name] = [record["searched_epochs"], record["epochs"]]
     shutil.rmtree(work)
     shutil.rmtree(mirror)
     return {
@@ -89,6 +95,7 @@ def measure(n: int, tmp: Path, skip: set[str]) -> dict:
         "stages": stages,
         "best_mse": truth["best_mse"],
         "mse": mse,
+        "epochs": epochs,  # per trained model: [the early-stopping search's, the refit's]
     }
 
 
@@ -124,6 +131,10 @@ def main() -> None:
     for name in [*MODEL_NAMES, "noise floor"]:
         values = [r["best_mse"] if name == "noise floor" else r["mse"].get(name) for r in results]
         print(f"{name:<22}" + "".join(f"{v:>13.4f}" if v is not None else f"{'-':>13}" for v in values))
+    print(f"\n{'epochs, search + refit':<22}" + "".join(f"{r['ratings']:>13,}" for r in results))
+    for name in TRAINED:
+        counts = [r.get("epochs", {}).get(name) for r in results]
+        print(f"{name:<22}" + "".join(f"{f'{c[0]} + {c[1]}' if c else '-':>13}" for c in counts))
 
 
 if __name__ == "__main__":
