@@ -87,8 +87,8 @@ def test_rating_gradients_equal_autograds(name: str, seed: int) -> None:
     """The engine's gradient of a random batch is autograd's gradient of `objective`, to 1e-5."""
     data, l2 = random_ratings(seed=seed), 0.3
     model = randomised(name)
-    expected = autograd_grads(model, objective(model, data.users, data.items, data.ratings, l2))
-    params = engine(name, batch_size=0, l2=l2)
+    params = engine(name, batch_size=0, l2=l2)  # mf_bias's bias_l2 (0.001) sets its biases apart
+    expected = autograd_grads(model, objective(model, data.users, data.items, data.ratings, l2, params.bias_l2))
     trainer = (NetRatings if name == "collab_fnet" else DotRatings)(model, data, params, torch.Generator())
     prepared = trainer.batches[0]
     rows = prepared["batch"].rows
@@ -149,8 +149,8 @@ def test_row_adam_is_torch_adam_when_every_row_steps(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(engine_module, "ROWS_PER_CHUNK", rows_per_chunk)
     weight = torch.randn(6, 3)
     reference = torch.nn.Parameter(weight.clone())
-    adam = torch.optim.Adam([reference], lr=0.05)
-    ours = RowAdam(weight, lr=0.05, sqrt_scaling=False)
+    adam = torch.optim.Adam([reference], lr=0.05, betas=(0.8, 0.99))
+    ours = RowAdam(weight, lr=0.05, betas=(0.8, 0.99), sqrt_scaling=False)
     rows = torch.arange(6)
     for step in range(5):
         grad = torch.randn(6, 3, generator=torch.Generator().manual_seed(step))
@@ -164,8 +164,8 @@ def test_row_adam_stepping_the_whole_table_is_torch_adam() -> None:
     """What collab_fnet's layers take every batch."""
     weight = torch.randn(4, 5)
     reference = torch.nn.Parameter(weight.clone())
-    adam = torch.optim.Adam([reference], lr=0.02)
-    ours = RowAdam(weight, lr=0.02, sqrt_scaling=False)
+    adam = torch.optim.Adam([reference], lr=0.02, betas=(0.7, 0.95))
+    ours = RowAdam(weight, lr=0.02, betas=(0.7, 0.95), sqrt_scaling=False)
     for step in range(5):
         grad = torch.randn(4, 5, generator=torch.Generator().manual_seed(step))
         reference.grad = grad.clone()
@@ -176,7 +176,7 @@ def test_row_adam_stepping_the_whole_table_is_torch_adam() -> None:
 
 def test_row_adam_leaves_untouched_rows_and_scales_by_the_root_of_the_count() -> None:
     weight = torch.zeros(4, 2)
-    adam = RowAdam(weight, lr=0.1, sqrt_scaling=True)
+    adam = RowAdam(weight, lr=0.1, betas=(0.9, 0.999), sqrt_scaling=True)
     adam.step(torch.tensor([1, 3]), torch.zeros(2, 2), torch.ones(2, 2), torch.tensor([[1.0], [4.0]]))
     assert weight[0].tolist() == [0, 0] and weight[2].tolist() == [0, 0]
     # Adam's first step moves by lr (its m/√v is 1); a row counted 4 times moves √4 = 2 times as far.
@@ -377,3 +377,21 @@ def test_penalty_counts_each_row_once_per_rating() -> None:
     expected = (2 * b_u[0] ** 2 + b_i[0] ** 2 + b_i[1] ** 2) / 2
     assert (with_l2 - without).item() == pytest.approx(expected.item(), rel=1e-5)
     assert math.isfinite(without.item())
+
+
+def test_bias_l2_weighs_the_bias_tables_and_l2_the_embeddings() -> None:
+    model = randomised("mf_bias", n_users=2, n_items=2)
+    u, i = torch.tensor([0, 1]), torch.tensor([1, 1])
+    without = objective(model, u, i, torch.zeros(2), 0.0, 0.0)
+    embeddings = (model.user_emb(u).pow(2).sum() + model.item_emb(i).pow(2).sum()) / 2
+    biases = (model.user_bias(u).pow(2).sum() + model.item_bias(i).pow(2).sum()) / 2
+    for l2, bias_l2, expected in [
+        (1.0, 0.0, embeddings),
+        (0.0, 1.0, biases),
+        (0.5, 2.0, 0.5 * embeddings + 2 * biases),
+    ]:
+        got = objective(model, u, i, torch.zeros(2), l2, bias_l2) - without
+        assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    # Without bias_l2, l2 weighs every table.
+    same = objective(model, u, i, torch.zeros(2), 0.5) - without
+    assert same.item() == pytest.approx((0.5 * (embeddings + biases)).item(), rel=1e-5)

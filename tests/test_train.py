@@ -62,6 +62,24 @@ def test_ials_records_its_objective_per_sweep(project: Path, monkeypatch: pytest
         ("mf_bias", {"threads": -1}, "threads must be a whole number >= 0, got -1"),
         ("mf_bias", {"holdout_frac": 1.0}, r"holdout_frac must be a number in \[0, 1\)"),
         ("mf", {"min_improvement": -0.1}, r"min_improvement must be a number in \[0, 1\)"),
+        ("bpr", {"beta1": 1}, r"beta1 must be a number in \[0, 1\), got 1"),
+        ("mf", {"beta2": "0.99"}, r"beta2 must be a number in \[0, 1\), got '0.99'"),
+        (
+            "mf_bias",
+            {"models": {"mf_bias": {"emb_size": 8, "mean_offset": True, "bias_l2": -0.1}}},
+            "models.mf_bias.bias_l2 must be a number >= 0, got -0.1",
+        ),
+        (
+            "mf_bias",
+            {"models": {"mf_bias": {"emb_size": 8, "mean_offset": True}}},
+            "missing key models.mf_bias.bias_l2",
+        ),
+        (
+            "mf",
+            {"models": {"mf": {"emb_size": 8, "mean_offset": True, "bias_l2": 0}}},
+            "models.mf.bias_l2 is not a key of mf",
+        ),
+        ("biases", {"models": {"biases": {"bias_l2": 0}}}, "models.biases.bias_l2 is not a key of biases"),
         (
             "mf",
             {"models": {"mf": {"emb_size": 4, "mean_offset": True, "min_improvement": 1}}},

@@ -4,7 +4,6 @@ A checkpoint records what the model is (its class's name, table sizes and own ke
 trained, so adding a training key never makes an old checkpoint unloadable.
 """
 
-import io
 import pickle
 import zipfile
 from inspect import signature
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-from lenscf.artifacts import write_bytes
+from lenscf.artifacts import atomic_path
 from lenscf.errors import PipelineError
 from lenscf.models import MODELS, Recommender
 from lenscf.params import stage_of
@@ -28,11 +27,11 @@ def constructor_args(model: Recommender) -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, name: str, model: Recommender) -> None:
-    """Through a buffer, because torch.save names its records after the file it writes."""
-    buffer = io.BytesIO()
+    """Through an open file object, because given a path torch.save names its records after the (temporary) file;
+    and not through a BytesIO, which held the whole checkpoint in memory, and a copy of it for writing."""
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "model": name, "args": constructor_args(model), "state_dict": state}, buffer)
-    write_bytes(path, buffer.getvalue())
+    with atomic_path(path) as tmp, tmp.open("wb") as file:
+        torch.save({"format": FORMAT, "model": name, "args": constructor_args(model), "state_dict": state}, file)
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Recommender:

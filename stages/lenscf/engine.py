@@ -56,7 +56,7 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 # process in ten to twenty trained a model that differed in the last bits. Making the first call here, on one
 # thread, ended it: `python bench/determinism.py` found 6 such processes in 60 without this line, none in 108 with it.
 torch.sqrt(torch.ones(1))
-BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the notebook used
+EPS = 1e-8  # torch.optim.Adam's default, which the notebook used (its betas are params: beta1, beta2)
 ROWS_PER_CHUNK = 2048  # rows of 100 numbers: a chunk's Adam state is 1.6 MB, within a 2 MB L2 cache
 PAIRS_PER_CHUNK = 8192  # BPR pairs scored at a time, so that a batch of any size reuses its temporaries from cache
 
@@ -84,18 +84,24 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _penalty(model: Recommender, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-    """Sum of squares of the embedding rows each pair reads, once per pair: tables of users and of items."""
+def _penalty(
+    model: Recommender, u: torch.Tensor, i: torch.Tensor, l2: float, bias_l2: float | None = None
+) -> torch.Tensor:
+    """l2 times the sum of squares of the table rows each pair reads, once per pair: tables of users and of items.
+    With bias_l2, the bias tables (user_bias, item_bias) weigh that instead."""
     total = torch.zeros((), device=u.device)
     for name, table in model.named_children():
         if isinstance(table, torch.nn.Embedding):
-            total = total + table(u if name.startswith("user") else i).pow(2).sum()
+            weight = bias_l2 if bias_l2 is not None and name.endswith("_bias") else l2
+            total = total + weight * table(u if name.startswith("user") else i).pow(2).sum()
     return total
 
 
-def objective(model: Recommender, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, l2: float) -> torch.Tensor:
-    """What a rating model's fit minimises on a batch: the mean squared error plus l2 times the mean penalty."""
-    return F.mse_loss(model(u, i), r) + l2 * _penalty(model, u, i) / len(r)
+def objective(
+    model: Recommender, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, l2: float, bias_l2: float | None = None
+) -> torch.Tensor:
+    """What a rating model's fit minimises on a batch: the mean squared error plus the mean penalty."""
+    return F.mse_loss(model(u, i), r) + _penalty(model, u, i, l2, bias_l2) / len(r)
 
 
 def pairwise_objective(
@@ -103,7 +109,7 @@ def pairwise_objective(
 ) -> torch.Tensor:
     """What BPR's fit minimises: -log σ(x̂_ui - x̂_uj) for a rated item i and a sampled item j, plus the penalty."""
     loss = F.softplus(model(u, j) - model(u, i)).mean()
-    return loss + l2 * (_penalty(model, u, i) + _penalty(model, u[:0], j)) / len(u)
+    return loss + (_penalty(model, u, i, l2) + _penalty(model, u[:0], j, l2)) / len(u)
 
 
 def carve_holdout(train: Ratings, frac: float, seed: int) -> tuple[Ratings, Ratings]:
@@ -180,14 +186,14 @@ class RowAdam:
     temporaries stay in a core's cache from the gather to the scatter: at ml-25m's sizes a whole batch's do not.
     """
 
-    def __init__(self, table: torch.Tensor, lr: float, sqrt_scaling: bool) -> None:
-        self.table, self.lr, self.sqrt_scaling = table, lr, sqrt_scaling
+    def __init__(self, table: torch.Tensor, lr: float, betas: tuple[float, float], sqrt_scaling: bool) -> None:
+        self.table, self.lr, self.betas, self.sqrt_scaling = table, lr, betas, sqrt_scaling
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(table), torch.zeros_like(table)
         self.steps = torch.zeros((), device=table.device)  # a tensor, as the kernel reads it
 
     def _adam(self, value: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor) -> None:
         """One Adam step of `value`, in place, with its moments updated in place; self.steps already counts it."""
-        beta1, beta2 = BETAS
+        beta1, beta2 = self.betas
         torch._fused_adam_(
             [value], [grad], [exp_avg], [exp_avg_sq], [], [self.steps],
             lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False,
@@ -303,7 +309,8 @@ class Trainer:
         self, model: Recommender, table: torch.Tensor, train: Ratings, params: EngineParams, generator: torch.Generator
     ) -> None:
         self.model, self.table, self.l2 = model, table, params.l2
-        self.adam = RowAdam(table, params.lr, sqrt_scaling=params.row_scaling == "sqrt")
+        betas = (params.beta1, params.beta2)
+        self.adam = RowAdam(table, params.lr, betas, sqrt_scaling=params.row_scaling == "sqrt")
         batches = make_batches(train, params.batch_ratings(len(train)), model.n_users, generator)
         self.batches = [self.prepare(b) for b in batches]
 
@@ -343,6 +350,7 @@ class DotRatings(Trainer):
     def __init__(self, model: Recommender, train: Ratings, params: EngineParams, generator: torch.Generator) -> None:
         self.packed = PackedTable(model)
         super().__init__(model, self.packed.weight, train, params, generator)
+        self.bias_l2 = params.bias_l2
 
     def prepare(self, b: Batch) -> dict[str, object]:
         """What each step needs of a batch, built once: the CSR layouts of its errors by user and by item."""
@@ -353,6 +361,15 @@ class DotRatings(Trainer):
             "by_user": (b.user_ptr.int(), b.item_of.int(), (b.n_users, n_items)),
             "by_item": (b.item_ptr.int(), b.user_of[b.by_item].int(), (n_items, b.n_users)),
         }
+
+    def penalise(self, grad: torch.Tensor, current: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
+        """As the default, then with bias_l2 instead of l2 in the bias columns (those after the embedding) when
+        the model has it: two columns mended, rather than a weighted copy of all of them."""
+        grad = super().penalise(grad, current, counts, n)
+        if self.bias_l2 is not None:
+            k = self.packed.emb_size
+            grad[:, k:].addcmul_(current[:, k:], counts, value=2.0 * (self.bias_l2 - self.l2) / n)
+        return grad
 
     def gradient(self, prepared: dict, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gradient of `objective` for the batch's rows, the batch's summed squared error).
@@ -394,7 +411,10 @@ class NetRatings(Trainer):
         self.layers = [model.lin1.weight, model.lin1.bias, model.lin2.weight, model.lin2.bias]
         # Adam for the network's layers, every row stepping every batch: that is torch.optim.Adam (tested), and
         # it spares the process the second torch.optim.Adam takes to import torch._dynamo.
-        self.dense = [RowAdam(t.detach().view(len(t), -1), params.dense_lr, sqrt_scaling=False) for t in self.layers]
+        self.dense = [
+            RowAdam(t.detach().view(len(t), -1), params.dense_lr, self.adam.betas, sqrt_scaling=False)
+            for t in self.layers
+        ]
 
     def prepare(self, b: Batch) -> dict[str, object]:
         n, device = len(b.ratings), b.ratings.device

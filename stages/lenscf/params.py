@@ -144,7 +144,10 @@ class EngineParams:
     min_improvement: float  # the fraction of the best holdout loss an epoch must gain to count as better
     row_scaling: str
     threads: int  # 0 = as many as torch picks
+    beta1: float  # Adam's decay rates of its two moments
+    beta2: float
     dense_lr: float | None  # Adam's step for a network's dense layers (collab_fnet's); None for the others
+    bias_l2: float | None  # L2 on the bias rows, apart from the embeddings' (mf_bias's); None: l2 for every row
 
     def batch_ratings(self, n_ratings: int) -> int:
         """Ratings per step for a fit on n_ratings: a share grows with the data, so that an epoch takes the same
@@ -169,10 +172,16 @@ ENGINE_KEYS: dict[str, Check] = {
     "min_improvement": FRACTION,
     "row_scaling": Check(lambda v: v in ROW_SCALINGS, f"one of {', '.join(ROW_SCALINGS)}"),
     "threads": WHOLE,
+    "beta1": FRACTION,
+    "beta2": FRACTION,
 }
 
 # Engine keys that only some models read: they sit under models.<name> and are refused elsewhere.
-MODEL_ENGINE_KEYS: dict[str, dict[str, Check]] = {"collab_fnet": {"dense_lr": POSITIVE}}
+MODEL_ENGINE_KEYS: dict[str, dict[str, Check]] = {
+    "collab_fnet": {"dense_lr": POSITIVE},
+    "mf_bias": {"bias_l2": NON_NEGATIVE},
+}
+OWN_ENGINE_NAMES = tuple(sorted({name for keys in MODEL_ENGINE_KEYS.values() for name in keys}))
 
 # Each model's own keys, exactly as its constructor takes them.
 MODEL_KEYS: dict[str, dict[str, Check]] = {
@@ -251,7 +260,8 @@ class ModelParams:
         if model in SOLVED:
             solver = {name: section.get(name, check) for name, check in own_solver.items()}
             return cls(model, args, None, SolverParams(**solver, **values))
-        values["dense_lr"] = section.get("dense_lr", own_engine["dense_lr"]) if "dense_lr" in own_engine else None
+        for name in OWN_ENGINE_NAMES:  # None where the model has no such key
+            values[name] = section.get(name, own_engine[name]) if name in own_engine else None
         engine = EngineParams(**values)
         return cls(model, args, engine)
 
