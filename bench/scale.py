@@ -1,6 +1,7 @@
 """How the pipeline's cost grows with the data: a whole `dvc repro` on synthetic releases of several sizes.
 
-    python bench/scale.py [--sizes 1000000 5000000 25000000] [--skip train@bpr evaluate@bpr] [--out FILE]
+    python bench/scale.py [--sizes 1000000 5000000 25000000] [--skip train@bpr evaluate@bpr | --only STAGE ...]
+                          [--out FILE]
 
 For each size it writes a synthetic release (bench/synthetic_release.py, ml-25m layout), copies the pipeline
 into a temporary git + DVC repository, and runs every stage there with `dvc repro --single-item` in pipeline
@@ -102,9 +103,13 @@ def measure(n: int, tmp: Path, skip: set[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, 25_000_000])
-    parser.add_argument("--skip", nargs="+", default=[], choices=STAGES, metavar="STAGE", help="stages not to run")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--skip", nargs="+", default=[], choices=STAGES, metavar="STAGE", help="stages not to run")
+    chosen.add_argument("--only", nargs="+", choices=STAGES, metavar="STAGE", help="the only stages to run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = parser.parse_args()
+    if args.only:  # a stage's dependencies are not added: name them too (evaluate@m reads models/biases.pt)
+        args.skip = [s for s in STAGES if s not in args.only]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:

@@ -125,19 +125,19 @@ def main() -> None:
     if set(FIVE) <= set(fits):
         print(f"{'fit of five':<12} {sum(fits[n] for n in FIVE):>26.2f}  ({', '.join(FIVE)})")
     try:
-        import surprise
+        import surprise  # noqa: F401
     except ImportError:
         print("scikit-surprise is not installed: pip install -r bench/requirements.txt for the comparison")
         return
 
-    def surprise(fits: int) -> dict[str, float]:
+    def surprise_child(fits: int) -> dict[str, float]:
         child = [sys.executable, __file__, "--surprise", str(fits), "--project", str(project)]
         return json.loads(subprocess.run(child, capture_output=True, text=True, check=True).stdout)
 
     start = time.perf_counter()
-    surprise(1)  # the whole process, with one fit as a stage has
+    surprise_child(1)  # the whole process, with one fit as a stage has
     process = time.perf_counter() - start
-    svd = surprise(FITS)  # its fit timed as ours are
+    svd = surprise_child(FITS)  # its fit timed as ours are
     rate = svd["n_train"] * SVD_EPOCHS / svd["fit_s"]
     row = f"{'Surprise SVD':<12} {process:>9.2f} {'':>10} {svd['fit_s']:>6.2f} {SVD_EPOCHS:>7} {rate:>16,.0f}"
     print(f"{row} {svd['mse']:>8.4f}")
