@@ -12,6 +12,7 @@ about ±0.003 (collab_fnet's and bpr's by more), so two settings closer than tha
 
 import argparse
 import dataclasses
+import math
 import statistics
 import sys
 import time
@@ -67,15 +68,14 @@ def main() -> None:
         runs.append((mse, ndcg))
         wall = time.perf_counter() - start
         print(f"{args.model} {seeded} tune mse {mse:.4f} {top} {ndcg:.4f} {epochs} {wall:.1f}s", flush=True)
-    if len(runs) > 1:
-        (mse_mean, ndcg_mean), (mse_sd, ndcg_sd) = (
-            [statistics.mean(column) for column in zip(*runs, strict=True)],
-            [statistics.stdev(column) for column in zip(*runs, strict=True)],
-        )
-        print(
-            f"{args.model} {overrides} over {len(runs)} seeds: tune mse {mse_mean:.4f} ± {mse_sd:.4f} {top} "
-            f"{ndcg_mean:.4f} ± {ndcg_sd:.4f}"
-        )
+    if len(runs) > 1:  # a ranking model's MSE is nan: only the columns it has
+        columns = {"tune mse": [mse for mse, _ in runs], top: [ndcg for _, ndcg in runs]}
+        summary = [
+            f"{label} {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+            for label, values in columns.items()
+            if all(math.isfinite(value) for value in values)
+        ]
+        print(f"{args.model} {overrides} over {len(runs)} seeds: {' '.join(summary)}")
 
 
 if __name__ == "__main__":
