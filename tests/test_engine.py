@@ -184,6 +184,50 @@ def test_row_adam_leaves_untouched_rows_and_scales_by_the_root_of_the_count() ->
     torch.testing.assert_close(weight[3], torch.full((2,), -0.2), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("sqrt_scaling", [True, False])
+def test_stepping_every_row_is_lazy_adam_on_the_touched_rows(sqrt_scaling: bool) -> None:
+    """A batch that spans the table steps it whole and puts back the rows it does not touch: the same lazy Adam as
+    gathering the touched rows, and an untouched row keeps its value and moments to the bit."""
+    table = torch.randn(9, 3, generator=torch.Generator().manual_seed(0))
+    lazy = RowAdam(table.clone(), lr=0.1, betas=(0.8, 0.99), sqrt_scaling=sqrt_scaling)
+    whole = RowAdam(table.clone(), lr=0.1, betas=(0.8, 0.99), sqrt_scaling=sqrt_scaling)
+    for step in range(6):
+        g = torch.Generator().manual_seed(step + 1)
+        rows = torch.randperm(9, generator=g)[:5].sort().values
+        grad, counts = torch.randn(5, 3, generator=g), torch.randint(1, 4, (5, 1), generator=g).float()
+        before = [t.clone() for t in (whole.table, whole.exp_avg, whole.exp_avg_sq)]
+        lazy.step(rows, lazy.table.index_select(0, rows), grad, counts)
+        whole.step_every_row(
+            torch.zeros(9, 3).index_copy_(0, rows, grad), torch.zeros(9, 1).index_copy_(0, rows, counts)
+        )
+        idle = torch.ones(9, dtype=torch.bool).index_fill_(0, rows, False)
+        for now, then in zip((whole.table, whole.exp_avg, whole.exp_avg_sq), before, strict=True):
+            assert torch.equal(now[idle], then[idle])
+        for mine, theirs in (
+            (whole.table, lazy.table),
+            (whole.exp_avg, lazy.exp_avg),
+            (whole.exp_avg_sq, lazy.exp_avg_sq),
+        ):
+            torch.testing.assert_close(mine, theirs, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mf_bias", "collab_fnet"])
+def test_batches_that_span_the_table_train_as_gathered_ones(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The trainers give the same weights whichever way their batches step: EVERY_ROW_FROM 0 makes every batch span
+    the table, 2 none."""
+    data = random_ratings(n=150)
+    weights = []
+    for share in (0.0, 2.0):
+        monkeypatch.setattr(engine_module, "EVERY_ROW_FROM", share)
+        model = randomised(name, **({"dropout": 0.0} if name == "collab_fnet" else {}))
+        trainer = engine_module.TRAINERS[type(model)](model, data, engine(name, batch_size=40), torch.Generator())
+        assert all(b["batch"].every_row == (share == 0.0) for b in trainer.batches)
+        for _ in range(3):
+            trainer.epoch(list(range(len(trainer.batches))), "test")
+        weights.append(trainer.table.clone())
+    torch.testing.assert_close(weights[0], weights[1], atol=1e-6, rtol=1e-5)
+
+
 def test_distinct_is_torch_unique_with_its_inverse() -> None:
     items = torch.tensor([7, 2, 7, 0, 9, 2])
     expected = torch.unique(items, return_inverse=True)

@@ -58,6 +58,7 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 torch.sqrt(torch.ones(1))
 EPS = 1e-8  # torch.optim.Adam's default, which the notebook used (its betas are params: beta1, beta2)
 ROWS_PER_CHUNK = 2048  # rows of 100 numbers: a chunk's Adam state is 1.6 MB, within a 2 MB L2 cache
+EVERY_ROW_FROM = 0.75  # a batch touching this share of the table's rows steps all of them (see RowAdam.step)
 PAIRS_PER_CHUNK = 8192  # BPR pairs scored at a time, so that a batch of any size reuses its temporaries from cache
 
 
@@ -128,10 +129,12 @@ def carve_holdout(train: Ratings, frac: float, seed: int) -> tuple[Ratings, Rati
 
 @dataclass
 class Batch:
-    """A batch's ratings sorted by user, and the table rows they touch: its users, then its items."""
+    """A batch's ratings sorted by user, and the table rows they touch: its users, then its items. A batch that
+    touches EVERY_ROW_FROM of the table or more holds every row instead, those it does not touch counted 0."""
 
     ratings: torch.Tensor
     rows: torch.Tensor  # table rows: users as they are, items offset by the number of users
+    every_row: bool  # whether `rows` is the whole table, in order
     n_users: int  # how many of `rows` are users
     user_of: torch.Tensor  # each rating's user, as a position among the batch's users
     item_of: torch.Tensor  # each rating's item, as a position among the batch's items
@@ -141,16 +144,21 @@ class Batch:
     by_item: torch.Tensor  # the ratings' order when grouped by item
 
 
-def make_batch(data: Ratings, n_users: int) -> Batch:
-    order = torch.argsort(data.users * (int(data.items.max()) + 1) + data.items)
+def make_batch(data: Ratings, n_users: int, n_items: int) -> Batch:
+    order = torch.argsort(data.users * n_items + data.items)
     u, i = data.users[order], data.items[order]
     users, user_of = torch.unique_consecutive(u, return_inverse=True)
     items, item_of = torch.unique(i, return_inverse=True)
+    every_row = len(users) + len(items) >= EVERY_ROW_FROM * (n_users + n_items)
+    if every_row:  # each user and item is its own position
+        users, user_of = torch.arange(n_users, device=u.device), u
+        items, item_of = torch.arange(n_items, device=i.device), i
     user_counts = torch.bincount(user_of, minlength=len(users))
     item_counts = torch.bincount(item_of, minlength=len(items))
     return Batch(
         ratings=data.ratings[order],
         rows=torch.cat([users, items + n_users]),
+        every_row=every_row,
         n_users=len(users),
         user_of=user_of,
         item_of=item_of,
@@ -169,9 +177,9 @@ def distinct_indices(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, t
     return touched.nonzero().squeeze(1), (touched.cumsum(0) - 1)[items]
 
 
-def make_batches(data: Ratings, batch_size: int, n_users: int, generator: torch.Generator) -> list[Batch]:
+def make_batches(data: Ratings, batch_size: int, n_users: int, n_items: int, generator: torch.Generator) -> list[Batch]:
     order = torch.randperm(len(data), generator=generator).to(data.users.device)
-    return [make_batch(data.subset(index), n_users) for index in order.split(batch_size)]
+    return [make_batch(data.subset(index), n_users, n_items) for index in order.split(batch_size)]
 
 
 # --- lazy Adam on table rows ------------------------------------------------------------------------------
@@ -199,6 +207,23 @@ class RowAdam:
             lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False,
         )  # fmt: skip
 
+    def _step_rows(
+        self,
+        value: torch.Tensor,
+        grad: torch.Tensor,
+        exp_avg: torch.Tensor,
+        exp_avg_sq: torch.Tensor,
+        counts: torch.Tensor | None,
+    ) -> None:
+        """One lazy-Adam step of some rows, in place, with their moments; with sqrt_scaling, Adam's move taken
+        √count times."""
+        if self.sqrt_scaling:
+            move = torch.zeros_like(value)
+            self._adam(move, grad, exp_avg, exp_avg_sq)
+            value.addcmul_(move, counts.sqrt())
+        else:
+            self._adam(value, grad, exp_avg, exp_avg_sq)
+
     def step(self, rows: torch.Tensor, current: torch.Tensor, grad: torch.Tensor, counts: torch.Tensor | None) -> None:
         """`current` holds table[rows]; it is updated in place and written back. `counts` (the rows' ratings in
         the batch) is read only with sqrt_scaling."""
@@ -207,15 +232,23 @@ class RowAdam:
             chunk = slice(start, start + ROWS_PER_CHUNK)
             at, value = rows[chunk], current[chunk]
             exp_avg, exp_avg_sq = self.exp_avg.index_select(0, at), self.exp_avg_sq.index_select(0, at)
-            if self.sqrt_scaling:  # Adam's move, taken √count times
-                move = torch.zeros_like(value)
-                self._adam(move, grad[chunk], exp_avg, exp_avg_sq)
-                value.addcmul_(move, counts[chunk].sqrt())
-            else:
-                self._adam(value, grad[chunk], exp_avg, exp_avg_sq)
+            self._step_rows(value, grad[chunk], exp_avg, exp_avg_sq, None if counts is None else counts[chunk])
             self.exp_avg.index_copy_(0, at, exp_avg)
             self.exp_avg_sq.index_copy_(0, at, exp_avg_sq)
             self.table.index_copy_(0, at, value)
+
+    def step_every_row(self, grad: torch.Tensor, counts: torch.Tensor) -> None:
+        """`step` for a batch whose rows are the whole table, in order, those it does not touch counted 0: the same
+        lazy Adam, without a gather and a scatter of each row. The whole table steps in place, and the untouched
+        rows are put back as they were. Batches of a synthetic ml-1m touch over 90% of the rows; those of
+        ml-latest-small touch 40%, and `step` spends less by leaving the other 60% alone."""
+        self.steps += 1
+        idle = (counts.squeeze(1) == 0).nonzero().squeeze(1)
+        state = (self.table, self.exp_avg, self.exp_avg_sq)
+        kept = [t.index_select(0, idle) for t in state]
+        self._step_rows(self.table, grad, self.exp_avg, self.exp_avg_sq, counts)
+        for t, saved in zip(state, kept, strict=True):
+            t.index_copy_(0, idle, saved)
 
     def step_all(self, grad: torch.Tensor) -> None:
         """Every row steps, in place: torch.optim.Adam on the whole table."""
@@ -311,7 +344,7 @@ class Trainer:
         self.model, self.table, self.l2 = model, table, params.l2
         betas = (params.beta1, params.beta2)
         self.adam = RowAdam(table, params.lr, betas, sqrt_scaling=params.row_scaling == "sqrt")
-        batches = make_batches(train, params.batch_ratings(len(train)), model.n_users, generator)
+        batches = make_batches(train, params.batch_ratings(len(train)), model.n_users, model.n_items, generator)
         self.batches = [self.prepare(b) for b in batches]
 
     def prepare(self, b: Batch) -> dict[str, object]:
@@ -328,9 +361,13 @@ class Trainer:
     def step(self, prepared: dict) -> torch.Tensor:
         """One lazy-Adam step of the batch's rows; returns the batch's summed loss."""
         b: Batch = prepared["batch"]
-        current = self.table.index_select(0, b.rows)
-        grad, loss = self.gradient(prepared, current)
-        self.adam.step(b.rows, current, grad, b.counts)
+        if b.every_row:  # the table itself: the gradient only reads it, and Adam steps it in place
+            grad, loss = self.gradient(prepared, self.table)
+            self.adam.step_every_row(grad, b.counts)
+        else:
+            current = self.table.index_select(0, b.rows)
+            grad, loss = self.gradient(prepared, current)
+            self.adam.step(b.rows, current, grad, b.counts)
         return loss
 
     def sync(self) -> None:
