@@ -121,17 +121,23 @@ def test_collab_gradients_with_dropout_equal_autograds(seed: int) -> None:
         torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
 
 
+@pytest.mark.parametrize("every_row_from", [0.0, 2.0])
 @pytest.mark.parametrize(("seed", "pairs_per_chunk"), [(0, 8192), (1, 8192), (2, 8192), (0, 7), (1, 1)])
-def test_pairwise_gradients_equal_autograds(monkeypatch: pytest.MonkeyPatch, seed: int, pairs_per_chunk: int) -> None:
-    """Also with the pairs in chunks of 7 (a ragged last chunk) and of 1: chunks must not drop or repeat a pair."""
+def test_pairwise_gradients_equal_autograds(
+    monkeypatch: pytest.MonkeyPatch, seed: int, pairs_per_chunk: int, every_row_from: float
+) -> None:
+    """Also with the pairs in chunks of 7 (a ragged last chunk) and of 1: chunks must not drop or repeat a pair;
+    and both for steps that take every row of the table (EVERY_ROW_FROM 0) and for those that gather theirs (2)."""
     monkeypatch.setattr(engine_module, "PAIRS_PER_CHUNK", pairs_per_chunk)
-    data, l2 = random_ratings(seed=seed), 0.3
-    model = randomised("bpr")
+    monkeypatch.setattr(engine_module, "EVERY_ROW_FROM", every_row_from)
+    data, l2 = random_ratings(n_items=200, seed=seed), 0.3  # a catalogue that one step's draws leave partly untouched
+    model = randomised("bpr", n_items=200)
     trainer = DotPairs(model, data, engine(batch_size=0, l2=l2), torch.Generator())
     prepared = trainer.batches[0]
     batch = prepared["batch"]
     negative = torch.randint(0, model.n_items, (len(batch.ratings),), generator=torch.Generator().manual_seed(seed))
     rows, grad, _, _, loss = trainer.gradient(prepared, negative)
+    assert (len(rows) == len(trainer.table)) == (every_row_from == 0.0)
     users = batch.rows[: batch.n_users][batch.user_of]
     positive = batch.rows[batch.n_users :][batch.item_of] - model.n_users
     expected = autograd_grads(model, pairwise_objective(model, users, positive, negative, l2))
@@ -211,7 +217,7 @@ def test_stepping_every_row_is_lazy_adam_on_the_touched_rows(sqrt_scaling: bool)
             torch.testing.assert_close(mine, theirs, atol=1e-7, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mf_bias", "collab_fnet"])
+@pytest.mark.parametrize("name", ["mf_bias", "collab_fnet", "bpr"])
 def test_batches_that_span_the_table_train_as_gathered_ones(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """The trainers give the same weights whichever way their batches step: EVERY_ROW_FROM 0 makes every batch span
     the table, 2 none."""

@@ -528,39 +528,51 @@ class DotPairs(Trainer):
 
     def gradient(self, prepared: dict, negative: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(the touched rows, the gradient of `pairwise_objective` for them, their current values, their counts,
-        the batch's summed loss)."""
+        the batch's summed loss). A step that touches EVERY_ROW_FROM of the table takes every row, as a batch
+        that does (see Batch): its rows are the whole table, in order, and its current values the table itself."""
         b: Batch = prepared["batch"]
         n = len(b.ratings)
+        users, user_of = b.rows[: b.n_users], b.user_of
         items, item_of = distinct_indices(torch.cat([prepared["positive"], negative]), self.model.n_items)
-        rows = torch.cat([b.rows[: b.n_users], items + self.model.n_users])
-        current = self.table.index_select(0, rows)
-        user_rows, item_rows = current[: b.n_users], current[b.n_users :]
+        if len(users) + len(items) >= EVERY_ROW_FROM * len(self.table):
+            users, user_of = torch.arange(self.model.n_users, device=users.device), users[user_of]
+            items, item_of = torch.arange(self.model.n_items, device=items.device), items[item_of]
+        rows = torch.cat([users, items + self.model.n_users])
+        current = self.table if len(rows) == len(self.table) else self.table.index_select(0, rows)
+        user_rows, item_rows = current[: len(users)], current[len(users) :]
         grad = torch.zeros_like(current)
-        user_grad, item_grad = grad[: b.n_users], grad[b.n_users :]
+        user_grad, item_grad = grad[: len(users)], grad[len(users) :]
         loss = torch.zeros((), device=current.device)
         # The pairs in chunks, whose gathered rows and temporaries stay in cache however large the batch; in
         # place where a temporary is used once.
         for start in range(0, n, PAIRS_PER_CHUNK):
             chunk = slice(start, start + PAIRS_PER_CHUNK)
-            user_of, rated_of, drawn_of = b.user_of[chunk], item_of[:n][chunk], item_of[n:][chunk]
-            p = user_rows.index_select(0, user_of)
+            pair_user, rated_of, drawn_of = user_of[chunk], item_of[:n][chunk], item_of[n:][chunk]
+            p = user_rows.index_select(0, pair_user)
             difference = item_rows.index_select(0, rated_of).sub_(item_rows.index_select(0, drawn_of))
             x = (p * difference).sum(1)
             g = (-torch.sigmoid(-x) / n).unsqueeze(1)
-            user_grad.index_add_(0, user_of, difference.mul_(g))
+            user_grad.index_add_(0, pair_user, difference.mul_(g))
             p_g = p.mul_(g)
             item_grad.index_add_(0, rated_of, p_g)
             item_grad.index_add_(0, drawn_of, p_g.neg_())
             loss += F.softplus(-x).sum()
-        counts = torch.cat([b.counts[: b.n_users], torch.bincount(item_of, minlength=len(items)).float().unsqueeze(1)])
+        counts = (
+            torch.cat([torch.bincount(user_of, minlength=len(users)), torch.bincount(item_of, minlength=len(items))])
+            .float()
+            .unsqueeze(1)
+        )
         grad = self.penalise(grad, current, counts, n)
-        return rows, self.packed.freeze(grad, b.n_users), current, counts, loss
+        return rows, self.packed.freeze(grad, len(users)), current, counts, loss
 
     def step(self, prepared: dict) -> torch.Tensor:
         n = len(prepared["batch"].ratings)
         negative = torch.randint(self.model.n_items, (n,), generator=self.negatives).to(self.table.device)
         rows, grad, current, counts, loss = self.gradient(prepared, negative)
-        self.adam.step(rows, current, grad, counts)
+        if len(rows) == len(self.table):
+            self.adam.step_every_row(grad, counts)
+        else:
+            self.adam.step(rows, current, grad, counts)
         return loss
 
     def sync(self) -> None:
