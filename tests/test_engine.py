@@ -203,8 +203,12 @@ def test_stepping_every_row_is_lazy_adam_on_the_touched_rows(sqrt_scaling: bool)
         grad, counts = torch.randn(5, 3, generator=g), torch.randint(1, 4, (5, 1), generator=g).float()
         before = [t.clone() for t in (whole.table, whole.exp_avg, whole.exp_avg_sq)]
         lazy.step(rows, lazy.table.index_select(0, rows), grad, counts)
-        whole.step_every_row(
-            torch.zeros(9, 3).index_copy_(0, rows, grad), torch.zeros(9, 1).index_copy_(0, rows, counts)
+        every = torch.arange(9)
+        whole.step(
+            every,
+            whole.table,
+            torch.zeros(9, 3).index_copy_(0, rows, grad),
+            torch.zeros(9, 1).index_copy_(0, rows, counts),
         )
         idle = torch.ones(9, dtype=torch.bool).index_fill_(0, rows, False)
         for now, then in zip((whole.table, whole.exp_avg, whole.exp_avg_sq), before, strict=True):
@@ -227,7 +231,7 @@ def test_batches_that_span_the_table_train_as_gathered_ones(monkeypatch: pytest.
         monkeypatch.setattr(engine_module, "EVERY_ROW_FROM", share)
         model = randomised(name, **({"dropout": 0.0} if name == "collab_fnet" else {}))
         trainer = engine_module.TRAINERS[type(model)](model, data, engine(name, batch_size=40), torch.Generator())
-        assert all(b["batch"].every_row == (share == 0.0) for b in trainer.batches)
+        assert all((len(b["batch"].rows) == len(trainer.table)) == (share == 0.0) for b in trainer.batches)
         for _ in range(3):
             trainer.epoch(list(range(len(trainer.batches))), "test")
         weights.append(trainer.table.clone())

@@ -15,7 +15,9 @@ What makes it fast, and why it still trains the notebook's models with Adam:
   `row_scaling: sqrt` a row's step is multiplied by √(its ratings in the batch): Adam's square-root scaling
   rule for larger batches (Malladi et al., NeurIPS 2022) applied per row, whose own batch is its count. It
   lets batches of thousands train nearly as well as batches of hundreds, at a fraction of the cost. With
-  full batches and no scaling every row steps every epoch, and this is torch.optim.Adam.
+  full batches and no scaling every row steps every epoch, and this is torch.optim.Adam. A batch that touches most
+  of the table's rows (`spans_table`) steps all of them in place and puts the untouched ones back: the same lazy
+  Adam without copying each row and its moments out and back, which was most of a step on large data.
 
 `objective` and `pairwise_objective` state in autograd terms what each fit minimises; tests hold every
 closed-form gradient here equal to autograd's gradient of them.
@@ -58,7 +60,7 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 torch.sqrt(torch.ones(1))
 EPS = 1e-8  # torch.optim.Adam's default, which the notebook used (its betas are params: beta1, beta2)
 ROWS_PER_CHUNK = 2048  # rows of 100 numbers: a chunk's Adam state is 1.6 MB, within a 2 MB L2 cache
-EVERY_ROW_FROM = 0.75  # a batch touching this share of the table's rows steps all of them (see RowAdam.step)
+EVERY_ROW_FROM = 0.75  # a batch touching this share of the table's rows steps all of them (see spans_table)
 PAIRS_PER_CHUNK = 8192  # BPR pairs scored at a time, so that a batch of any size reuses its temporaries from cache
 
 
@@ -130,11 +132,10 @@ def carve_holdout(train: Ratings, frac: float, seed: int) -> tuple[Ratings, Rati
 @dataclass
 class Batch:
     """A batch's ratings sorted by user, and the table rows they touch: its users, then its items. A batch that
-    touches EVERY_ROW_FROM of the table or more holds every row instead, those it does not touch counted 0."""
+    spans the table (see spans_table) holds every row instead, those it does not touch counted 0."""
 
     ratings: torch.Tensor
-    rows: torch.Tensor  # table rows: users as they are, items offset by the number of users
-    every_row: bool  # whether `rows` is the whole table, in order
+    rows: torch.Tensor  # table rows, ascending: users as they are, items offset by the number of users
     n_users: int  # how many of `rows` are users
     user_of: torch.Tensor  # each rating's user, as a position among the batch's users
     item_of: torch.Tensor  # each rating's item, as a position among the batch's items
@@ -144,13 +145,20 @@ class Batch:
     by_item: torch.Tensor  # the ratings' order when grouped by item
 
 
+def spans_table(touched: int, table_rows: int) -> bool:
+    """Whether a step that touches `touched` rows takes every row of the table instead: no gather and scatter of
+    each row, one Adam pass over the table in place, and the untouched rows put back (RowAdam.step). That costs
+    less once most rows are touched, as nearly all are by the 10% batches of a synthetic ml-1m or ml-25m; those
+    of ml-latest-small touch 40%, and gathering them costs less there."""
+    return touched >= EVERY_ROW_FROM * table_rows
+
+
 def make_batch(data: Ratings, n_users: int, n_items: int) -> Batch:
     order = torch.argsort(data.users * n_items + data.items)
     u, i = data.users[order], data.items[order]
     users, user_of = torch.unique_consecutive(u, return_inverse=True)
     items, item_of = torch.unique(i, return_inverse=True)
-    every_row = len(users) + len(items) >= EVERY_ROW_FROM * (n_users + n_items)
-    if every_row:  # each user and item is its own position
+    if spans_table(len(users) + len(items), n_users + n_items):  # each user and item is its own position
         users, user_of = torch.arange(n_users, device=u.device), u
         items, item_of = torch.arange(n_items, device=i.device), i
     user_counts = torch.bincount(user_of, minlength=len(users))
@@ -158,7 +166,6 @@ def make_batch(data: Ratings, n_users: int, n_items: int) -> Batch:
     return Batch(
         ratings=data.ratings[order],
         rows=torch.cat([users, items + n_users]),
-        every_row=every_row,
         n_users=len(users),
         user_of=user_of,
         item_of=item_of,
@@ -225,8 +232,12 @@ class RowAdam:
             self._adam(value, grad, exp_avg, exp_avg_sq)
 
     def step(self, rows: torch.Tensor, current: torch.Tensor, grad: torch.Tensor, counts: torch.Tensor | None) -> None:
-        """`current` holds table[rows]; it is updated in place and written back. `counts` (the rows' ratings in
-        the batch) is read only with sqrt_scaling."""
+        """`rows` are distinct and ascending, and `current` holds table[rows]: it is updated in place and written
+        back. `counts` (the rows' ratings in the batch) is read only with sqrt_scaling, and when `rows` are the
+        whole table (see spans_table), where it tells the rows the batch does not touch."""
+        if len(rows) == len(self.table):
+            self._step_every_row(grad, counts)
+            return
         self.steps += 1
         for start in range(0, len(rows), ROWS_PER_CHUNK):
             chunk = slice(start, start + ROWS_PER_CHUNK)
@@ -237,11 +248,9 @@ class RowAdam:
             self.exp_avg_sq.index_copy_(0, at, exp_avg_sq)
             self.table.index_copy_(0, at, value)
 
-    def step_every_row(self, grad: torch.Tensor, counts: torch.Tensor) -> None:
-        """`step` for a batch whose rows are the whole table, in order, those it does not touch counted 0: the same
-        lazy Adam, without a gather and a scatter of each row. The whole table steps in place, and the untouched
-        rows are put back as they were. Batches of a synthetic ml-1m touch over 90% of the rows; those of
-        ml-latest-small touch 40%, and `step` spends less by leaving the other 60% alone."""
+    def _step_every_row(self, grad: torch.Tensor, counts: torch.Tensor) -> None:
+        """`step` when the rows are the whole table, those the batch does not touch counted 0: the same lazy Adam,
+        without a gather and a scatter of each row. The table steps in place; the untouched rows are put back."""
         self.steps += 1
         idle = (counts.squeeze(1) == 0).nonzero().squeeze(1)
         state = (self.table, self.exp_avg, self.exp_avg_sq)
@@ -254,6 +263,12 @@ class RowAdam:
         """Every row steps, in place: torch.optim.Adam on the whole table."""
         self.steps += 1
         self._adam(self.table, grad, self.exp_avg, self.exp_avg_sq)
+
+
+def _current(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """table[rows], for a step's gradient to read and RowAdam.step to update; when `rows` are the whole table, the
+    table itself, which the gradient only reads and Adam steps in place."""
+    return table if len(rows) == len(table) else table.index_select(0, rows)
 
 
 # --- the dot-product models as one table ------------------------------------------------------------------
@@ -361,13 +376,9 @@ class Trainer:
     def step(self, prepared: dict) -> torch.Tensor:
         """One lazy-Adam step of the batch's rows; returns the batch's summed loss."""
         b: Batch = prepared["batch"]
-        if b.every_row:  # the table itself: the gradient only reads it, and Adam steps it in place
-            grad, loss = self.gradient(prepared, self.table)
-            self.adam.step_every_row(grad, b.counts)
-        else:
-            current = self.table.index_select(0, b.rows)
-            grad, loss = self.gradient(prepared, current)
-            self.adam.step(b.rows, current, grad, b.counts)
+        current = _current(self.table, b.rows)
+        grad, loss = self.gradient(prepared, current)
+        self.adam.step(b.rows, current, grad, b.counts)
         return loss
 
     def sync(self) -> None:
@@ -528,17 +539,16 @@ class DotPairs(Trainer):
 
     def gradient(self, prepared: dict, negative: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(the touched rows, the gradient of `pairwise_objective` for them, their current values, their counts,
-        the batch's summed loss). A step that touches EVERY_ROW_FROM of the table takes every row, as a batch
-        that does (see Batch): its rows are the whole table, in order, and its current values the table itself."""
+        the batch's summed loss). A step whose rows, with its drawn items, span the table takes every row."""
         b: Batch = prepared["batch"]
         n = len(b.ratings)
         users, user_of = b.rows[: b.n_users], b.user_of
         items, item_of = distinct_indices(torch.cat([prepared["positive"], negative]), self.model.n_items)
-        if len(users) + len(items) >= EVERY_ROW_FROM * len(self.table):
+        if spans_table(len(users) + len(items), len(self.table)):
             users, user_of = torch.arange(self.model.n_users, device=users.device), users[user_of]
             items, item_of = torch.arange(self.model.n_items, device=items.device), items[item_of]
         rows = torch.cat([users, items + self.model.n_users])
-        current = self.table if len(rows) == len(self.table) else self.table.index_select(0, rows)
+        current = _current(self.table, rows)
         user_rows, item_rows = current[: len(users)], current[len(users) :]
         grad = torch.zeros_like(current)
         user_grad, item_grad = grad[: len(users)], grad[len(users) :]
@@ -569,10 +579,7 @@ class DotPairs(Trainer):
         n = len(prepared["batch"].ratings)
         negative = torch.randint(self.model.n_items, (n,), generator=self.negatives).to(self.table.device)
         rows, grad, current, counts, loss = self.gradient(prepared, negative)
-        if len(rows) == len(self.table):
-            self.adam.step_every_row(grad, counts)
-        else:
-            self.adam.step(rows, current, grad, counts)
+        self.adam.step(rows, current, grad, counts)
         return loss
 
     def sync(self) -> None:
