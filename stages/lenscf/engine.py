@@ -143,6 +143,8 @@ class Batch:
     user_ptr: torch.Tensor  # CSR pointers of the ratings grouped by user
     item_ptr: torch.Tensor  # CSR pointers of the ratings grouped by item
     by_item: torch.Tensor  # the ratings' order when grouped by item
+    idle: torch.Tensor  # the rows counted 0, which a batch that spans the table puts back: found once per fit,
+    # since nonzero() waits for the GPU
 
 
 def spans_table(touched: int, table_rows: int) -> bool:
@@ -173,6 +175,7 @@ def make_batch(data: Ratings, n_users: int, n_items: int) -> Batch:
         user_ptr=row_pointers(user_counts),
         item_ptr=row_pointers(item_counts),
         by_item=torch.argsort(item_of * len(users) + user_of),
+        idle=torch.cat([user_counts, item_counts]).eq(0).nonzero().squeeze(1),
     )
 
 
@@ -231,12 +234,19 @@ class RowAdam:
         else:
             self._adam(value, grad, exp_avg, exp_avg_sq)
 
-    def step(self, rows: torch.Tensor, current: torch.Tensor, grad: torch.Tensor, counts: torch.Tensor | None) -> None:
+    def step(
+        self,
+        rows: torch.Tensor,
+        current: torch.Tensor,
+        grad: torch.Tensor,
+        counts: torch.Tensor | None,
+        idle: torch.Tensor | None = None,
+    ) -> None:
         """`rows` are distinct and ascending, and `current` holds table[rows]: it is updated in place and written
         back. `counts` (the rows' ratings in the batch) is read only with sqrt_scaling, and when `rows` are the
-        whole table (see spans_table), where it tells the rows the batch does not touch."""
+        whole table (see spans_table): then the rows counted 0 are put back as they were, `idle` if given."""
         if len(rows) == len(self.table):
-            self._step_every_row(grad, counts)
+            self._step_every_row(grad, counts, (counts.squeeze(1) == 0).nonzero().squeeze(1) if idle is None else idle)
             return
         self.steps += 1
         for start in range(0, len(rows), ROWS_PER_CHUNK):
@@ -248,11 +258,10 @@ class RowAdam:
             self.exp_avg_sq.index_copy_(0, at, exp_avg_sq)
             self.table.index_copy_(0, at, value)
 
-    def _step_every_row(self, grad: torch.Tensor, counts: torch.Tensor) -> None:
-        """`step` when the rows are the whole table, those the batch does not touch counted 0: the same lazy Adam,
-        without a gather and a scatter of each row. The table steps in place; the untouched rows are put back."""
+    def _step_every_row(self, grad: torch.Tensor, counts: torch.Tensor, idle: torch.Tensor) -> None:
+        """`step` when the rows are the whole table: the same lazy Adam, without a gather and a scatter of each row.
+        The table steps in place, and the `idle` rows, which the batch does not touch, are put back."""
         self.steps += 1
-        idle = (counts.squeeze(1) == 0).nonzero().squeeze(1)
         state = (self.table, self.exp_avg, self.exp_avg_sq)
         kept = [t.index_select(0, idle) for t in state]
         self._step_rows(self.table, grad, self.exp_avg, self.exp_avg_sq, counts)
@@ -378,7 +387,7 @@ class Trainer:
         b: Batch = prepared["batch"]
         current = _current(self.table, b.rows)
         grad, loss = self.gradient(prepared, current)
-        self.adam.step(b.rows, current, grad, b.counts)
+        self.adam.step(b.rows, current, grad, b.counts, b.idle)
         return loss
 
     def sync(self) -> None:
