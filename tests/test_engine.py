@@ -81,25 +81,40 @@ def collab_grads(trainer: NetRatings, rows: torch.Tensor, grad: torch.Tensor) ->
     return got | {k: p.grad for k, p in model.named_parameters() if k.startswith("lin")}
 
 
+def fit_ratings(data: Ratings, n_users: int = 13, n_items: int = 17) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each user's and each item's ratings in `data`, as `objective` takes them for row_l2."""
+    return torch.bincount(data.users, minlength=n_users).float(), torch.bincount(data.items, minlength=n_items).float()
+
+
 @pytest.mark.parametrize("name", ["biases", "mf", "mf_bias", "collab_fnet"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_rating_gradients_equal_autograds(name: str, seed: int) -> None:
-    """The engine's gradient of a random batch is autograd's gradient of `objective`, to 1e-5."""
+@pytest.mark.parametrize(("batch_size", "row_l2"), [(0, 0.0), (0, 0.7), (25, 0.7)])
+def test_rating_gradients_equal_autograds(name: str, seed: int, batch_size: int, row_l2: float) -> None:
+    """The engine's gradient of a random batch is autograd's gradient of `objective`, to 1e-5: the whole data as
+    one batch, and a batch of 25 of its ratings whose rows carry only their share of row_l2's prior."""
     data, l2 = random_ratings(seed=seed), 0.3
     model = randomised(name)
-    params = engine(name, batch_size=0, l2=l2)  # mf_bias's bias_l2 (0.001) sets its biases apart
-    expected = autograd_grads(model, objective(model, data.users, data.items, data.ratings, l2, params.bias_l2))
+    raw = make_params(batch_size=batch_size, l2=l2)  # mf_bias's bias_l2 (0.001) sets its biases apart
+    raw["models"][name]["row_l2"] = row_l2
+    params = ModelParams.load(raw, name).engine
     trainer = (NetRatings if name == "collab_fnet" else DotRatings)(model, data, params, torch.Generator())
     prepared = trainer.batches[0]
-    rows = prepared["batch"].rows
-    table = trainer.table
-    grad, squared = trainer.gradient(prepared, table.index_select(0, rows))
-    got = collab_grads(trainer, rows, grad) if name == "collab_fnet" else trainer.packed.parameter_grads(rows, grad)
+    batch = prepared["batch"]
+    assert len(batch.ratings) == (batch_size or len(data))
+    users = batch.rows[: batch.n_users][batch.user_of]
+    items = batch.rows[batch.n_users :][batch.item_of] - model.n_users
+    loss = objective(model, users, items, batch.ratings, l2, params.bias_l2, row_l2, fit_ratings(data))
+    expected = autograd_grads(model, loss)
+    grad, squared = trainer.gradient(prepared, trainer.table.index_select(0, batch.rows))
+    if name == "collab_fnet":
+        got = collab_grads(trainer, batch.rows, grad)
+    else:
+        got = trainer.packed.parameter_grads(batch.rows, grad)
     assert set(got) == set(expected)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=1e-5, msg=key)
     with torch.no_grad():
-        assert squared.item() == pytest.approx(((model(data.users, data.items) - data.ratings) ** 2).sum().item())
+        assert squared.item() == pytest.approx(((model(users, items) - batch.ratings) ** 2).sum().item())
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -282,6 +297,7 @@ def test_full_batch_is_the_notebooks_training_loop(name: str) -> None:
     """batch_size 0 with no scaling and no L2 takes exactly the notebook's full-batch Adam steps."""
     data = random_ratings(n=150)
     params = engine(name, batch_size=0, l2=0.0, lr=0.05, epochs=5, row_scaling="none")
+    params = dataclasses.replace(params, row_l2=0.0, bias_l2=None if params.bias_l2 is None else 0.0)
     if name == "collab_fnet":
         params = dataclasses.replace(params, dense_lr=0.05)  # the notebook has one learning rate for all
     args = {"mean_offset": False} if name != "collab_fnet" else {"dropout": 0.0}
@@ -431,6 +447,31 @@ def test_penalty_counts_each_row_once_per_rating() -> None:
     expected = (2 * b_u[0] ** 2 + b_i[0] ** 2 + b_i[1] ** 2) / 2
     assert (with_l2 - without).item() == pytest.approx(expected.item(), rel=1e-5)
     assert math.isfinite(without.item())
+
+
+def test_row_l2_weighs_each_row_once_whatever_its_ratings() -> None:
+    """Over all of a fit's ratings, row_l2 adds row_l2 times each row's sum of squares once: user 0 has two
+    ratings and counts once, like user 1 with one."""
+    model = randomised("mf", n_users=2, n_items=2)
+    data = Ratings(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), torch.zeros(3))
+    args = (model, data.users, data.items, data.ratings, 0.0)
+    without = objective(*args)
+    got = objective(*args, None, 2.0, fit_ratings(data, 2, 2)) - without
+    squares = model.user_emb.weight.pow(2).sum() + model.item_emb.weight.pow(2).sum()
+    assert got.item() == pytest.approx((2.0 * squares / 3).item(), rel=1e-5)
+
+
+def test_a_fits_batches_share_out_each_rows_prior_once_per_epoch() -> None:
+    """Summed over an epoch's batches, each row's shares of row_l2's prior make one, wherever its ratings fall."""
+    data = random_ratings(n=200)
+    trainer = DotRatings(randomised("mf"), data, engine("mf", batch_size=16), torch.Generator().manual_seed(0))
+    total = torch.zeros(len(trainer.table))
+    for prepared in trainer.batches:
+        total.index_add_(0, prepared["batch"].rows, prepared["batch"].shares.squeeze(1))
+    rated = torch.cat(fit_ratings(data)) > 0
+    assert len(trainer.batches) > 5 and rated.any()
+    torch.testing.assert_close(total[rated], torch.ones(int(rated.sum())))
+    assert (total[~rated] == 0).all()
 
 
 def test_bias_l2_weighs_the_bias_tables_and_l2_the_embeddings() -> None:

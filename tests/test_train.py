@@ -81,6 +81,13 @@ def test_ials_records_its_objective_per_sweep(project: Path, monkeypatch: pytest
         ),
         ("biases", {"models": {"biases": {"bias_l2": 0}}}, "models.biases.bias_l2 is not a key of biases"),
         (
+            "mf_bias",
+            {"models": {"mf_bias": {"emb_size": 8, "mean_offset": True, "bias_l2": 0, "row_l2": -0.5}}},
+            "models.mf_bias.row_l2 must be a number >= 0, got -0.5",
+        ),
+        ("mf", {"models": {"mf": {"emb_size": 8, "mean_offset": True}}}, "missing key models.mf.row_l2"),
+        ("bpr", {"models": {"bpr": {"emb_size": 8, "row_l2": 0}}}, "models.bpr.row_l2 is not a key of bpr"),
+        (
             "mf",
             {"models": {"mf": {"emb_size": 4, "mean_offset": True, "min_improvement": 1}}},
             r"models.mf.min_improvement must be a number in \[0, 1\)",

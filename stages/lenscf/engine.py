@@ -89,23 +89,43 @@ def pick_device(name: str) -> torch.device:
 
 
 def _penalty(
-    model: Recommender, u: torch.Tensor, i: torch.Tensor, l2: float, bias_l2: float | None = None
+    model: Recommender,
+    u: torch.Tensor,
+    i: torch.Tensor,
+    l2: float,
+    bias_l2: float | None = None,
+    row_l2: float = 0.0,
+    ratings: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """l2 times the sum of squares of the table rows each pair reads, once per pair: tables of users and of items.
-    With bias_l2, the bias tables (user_bias, item_bias) weigh that instead."""
+    With bias_l2, the bias tables (user_bias, item_bias) weigh that instead. row_l2 is each row's weight once per
+    epoch, whatever its number of ratings (a Gaussian prior on the row): each pair reading a row adds row_l2 / (the
+    row's ratings in the fit, `ratings`: per user, per item)."""
     total = torch.zeros((), device=u.device)
     for name, table in model.named_children():
         if isinstance(table, torch.nn.Embedding):
             weight = bias_l2 if bias_l2 is not None and name.endswith("_bias") else l2
-            total = total + weight * table(u if name.startswith("user") else i).pow(2).sum()
+            index = u if name.startswith("user") else i
+            squares = table(index).pow(2).sum(1)  # one per pair
+            total = total + weight * squares.sum()
+            if row_l2:
+                per_row = ratings[0] if name.startswith("user") else ratings[1]
+                total = total + row_l2 * (squares / per_row[index]).sum()
     return total
 
 
 def objective(
-    model: Recommender, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, l2: float, bias_l2: float | None = None
+    model: Recommender,
+    u: torch.Tensor,
+    i: torch.Tensor,
+    r: torch.Tensor,
+    l2: float,
+    bias_l2: float | None = None,
+    row_l2: float = 0.0,
+    ratings: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """What a rating model's fit minimises on a batch: the mean squared error plus the mean penalty."""
-    return F.mse_loss(model(u, i), r) + _penalty(model, u, i, l2, bias_l2) / len(r)
+    return F.mse_loss(model(u, i), r) + _penalty(model, u, i, l2, bias_l2, row_l2, ratings) / len(r)
 
 
 def pairwise_objective(
@@ -141,6 +161,7 @@ class Batch:
     user_of: torch.Tensor  # each rating's user, as a position among the batch's users
     item_of: torch.Tensor  # each rating's item, as a position among the batch's items
     counts: torch.Tensor  # ratings per row, as a column
+    shares: torch.Tensor  # counts over the row's ratings in the whole fit: the part of row_l2's prior it carries
     user_ptr: torch.Tensor  # CSR pointers of the ratings grouped by user
     item_ptr: torch.Tensor  # CSR pointers of the ratings grouped by item
     by_item: torch.Tensor  # the ratings' order when grouped by item
@@ -161,7 +182,8 @@ def untouched(counts: torch.Tensor) -> torch.Tensor:
     return (counts.squeeze(1) == 0).nonzero().squeeze(1)
 
 
-def make_batch(data: Ratings, n_users: int, n_items: int) -> Batch:
+def make_batch(data: Ratings, n_users: int, n_items: int, fit_ratings: torch.Tensor) -> Batch:
+    """The batch of `data`'s ratings; `fit_ratings` holds each table row's ratings in the whole fit, at least 1."""
     order = torch.argsort(data.users * n_items + data.items)
     u, i = data.users[order], data.items[order]
     users, user_of = torch.unique_consecutive(u, return_inverse=True)
@@ -172,13 +194,15 @@ def make_batch(data: Ratings, n_users: int, n_items: int) -> Batch:
     user_counts = torch.bincount(user_of, minlength=len(users))
     item_counts = torch.bincount(item_of, minlength=len(items))
     counts = torch.cat([user_counts, item_counts]).float().unsqueeze(1)
+    rows = torch.cat([users, items + n_users])
     return Batch(
         ratings=data.ratings[order],
-        rows=torch.cat([users, items + n_users]),
+        rows=rows,
         n_users=len(users),
         user_of=user_of,
         item_of=item_of,
         counts=counts,
+        shares=counts / fit_ratings[rows].unsqueeze(1),
         user_ptr=row_pointers(user_counts),
         item_ptr=row_pointers(item_counts),
         by_item=torch.argsort(item_of * len(users) + user_of),
@@ -196,7 +220,11 @@ def distinct_indices(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, t
 
 def make_batches(data: Ratings, batch_size: int, n_users: int, n_items: int, generator: torch.Generator) -> list[Batch]:
     order = torch.randperm(len(data), generator=generator).to(data.users.device)
-    return [make_batch(data.subset(index), n_users, n_items) for index in order.split(batch_size)]
+    fit_ratings = torch.cat(
+        [torch.bincount(data.users, minlength=n_users), torch.bincount(data.items, minlength=n_items)]
+    )
+    fit_ratings = fit_ratings.clamp_min(1).float()
+    return [make_batch(data.subset(index), n_users, n_items, fit_ratings) for index in order.split(batch_size)]
 
 
 # --- lazy Adam on table rows ------------------------------------------------------------------------------
@@ -373,6 +401,7 @@ class Trainer:
         self, model: Recommender, table: torch.Tensor, train: Ratings, params: EngineParams, generator: torch.Generator
     ) -> None:
         self.model, self.table, self.l2 = model, table, params.l2
+        self.row_l2 = params.row_l2 or 0.0  # None for a model without the key (bpr)
         betas = (params.beta1, params.beta2)
         self.adam = RowAdam(table, params.lr, betas, sqrt_scaling=params.row_scaling == "sqrt")
         batches = make_batches(train, params.batch_ratings(len(train)), model.n_users, model.n_items, generator)
@@ -381,8 +410,18 @@ class Trainer:
     def prepare(self, b: Batch) -> dict[str, object]:
         return {"batch": b}
 
-    def penalise(self, grad: torch.Tensor, current: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
-        """Add the L2 penalty's gradient: each row, once per rating of the batch that reads it."""
+    def penalise(
+        self,
+        grad: torch.Tensor,
+        current: torch.Tensor,
+        counts: torch.Tensor,
+        n: int,
+        shares: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Add the L2 penalty's gradient: l2 on each row once per rating of the batch that reads it, and row_l2
+        on each row times its `shares` (see Batch) of the prior; in one pass over the rows either way."""
+        if self.row_l2:
+            return grad.addcmul_(current, counts * self.l2 + shares * self.row_l2, value=2.0 / n)
         return grad.addcmul_(current, counts, value=2.0 * self.l2 / n)
 
     def gradient(self, prepared: dict, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -426,10 +465,18 @@ class DotRatings(Trainer):
             "by_item": (b.item_ptr.int(), b.user_of[b.by_item].int(), (n_items, b.n_users)),
         }
 
-    def penalise(self, grad: torch.Tensor, current: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
+    def penalise(
+        self,
+        grad: torch.Tensor,
+        current: torch.Tensor,
+        counts: torch.Tensor,
+        n: int,
+        shares: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """As the default, then with bias_l2 instead of l2 in the bias columns (those after the embedding) when
-        the model has it: two columns mended, rather than a weighted copy of all of them."""
-        grad = super().penalise(grad, current, counts, n)
+        the model has it: two columns mended, rather than a weighted copy of all of them. row_l2's prior covers
+        the whole row."""
+        grad = super().penalise(grad, current, counts, n, shares)
         if self.bias_l2 is not None:
             k = self.packed.emb_size
             grad[:, k:].addcmul_(current[:, k:], counts, value=2.0 * (self.bias_l2 - self.l2) / n)
@@ -454,7 +501,7 @@ class DotRatings(Trainer):
         grad = torch.empty_like(current)
         torch.mm(by_user, items, out=grad[: b.n_users])
         torch.mm(by_item, users, out=grad[b.n_users :])
-        grad = self.penalise(grad, current, b.counts, n)
+        grad = self.penalise(grad, current, b.counts, n, b.shares)
         return self.packed.freeze(grad, b.n_users), error.dot(error)
 
     def sync(self) -> None:
@@ -521,7 +568,7 @@ class NetRatings(Trainer):
         for param, grad in zip(self.layers, grads, strict=True):
             param.grad = grad
         g_x = _where_positive(g_hidden @ w1, x)  # x > 0 exactly where relu passed and dropout kept
-        grad = self.penalise(prepared["incidence"] @ g_x.view(2 * n, -1), current, b.counts, n)
+        grad = self.penalise(prepared["incidence"] @ g_x.view(2 * n, -1), current, b.counts, n, b.shares)
         return grad, error.dot(error)
 
     def step(self, prepared: dict) -> torch.Tensor:

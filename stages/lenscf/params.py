@@ -148,6 +148,7 @@ class EngineParams:
     beta2: float
     dense_lr: float | None  # Adam's step for a network's dense layers (collab_fnet's); None for the others
     bias_l2: float | None  # L2 on the bias rows, apart from the embeddings' (mf_bias's); None: l2 for every row
+    row_l2: float | None  # L2 on each row once per epoch, spread over its ratings (the rating models'); None: bpr
 
     def batch_ratings(self, n_ratings: int) -> int:
         """Ratings per step for a fit on n_ratings: a share grows with the data, so that an epoch takes the same
@@ -178,8 +179,10 @@ ENGINE_KEYS: dict[str, Check] = {
 
 # Engine keys that only some models read: they sit under models.<name> and are refused elsewhere.
 MODEL_ENGINE_KEYS: dict[str, dict[str, Check]] = {
-    "collab_fnet": {"dense_lr": POSITIVE},
-    "mf_bias": {"bias_l2": NON_NEGATIVE},
+    "biases": {"row_l2": NON_NEGATIVE},
+    "mf": {"row_l2": NON_NEGATIVE},
+    "mf_bias": {"bias_l2": NON_NEGATIVE, "row_l2": NON_NEGATIVE},
+    "collab_fnet": {"dense_lr": POSITIVE, "row_l2": NON_NEGATIVE},
 }
 OWN_ENGINE_NAMES = tuple(sorted({name for keys in MODEL_ENGINE_KEYS.values() for name in keys}))
 
