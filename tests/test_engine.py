@@ -462,14 +462,16 @@ def test_row_l2_weighs_each_row_once_whatever_its_ratings() -> None:
 
 
 def test_a_fits_batches_share_out_each_rows_prior_once_per_epoch() -> None:
-    """Summed over an epoch's batches, each row's shares of row_l2's prior make one, wherever its ratings fall."""
-    data = random_ratings(n=200)
-    trainer = DotRatings(randomised("mf"), data, engine("mf", batch_size=16), torch.Generator().manual_seed(0))
+    """Summed over an epoch's batches, each row's shares of row_l2's prior make one, wherever its ratings fall; a
+    row without ratings in the fit carries none."""
+    data = random_ratings(n_items=60, n=100)  # a catalogue that some items of are never rated
+    model = randomised("mf", n_items=60)
+    trainer = DotRatings(model, data, engine("mf", batch_size=16), torch.Generator().manual_seed(0))
     total = torch.zeros(len(trainer.table))
     for prepared in trainer.batches:
         total.index_add_(0, prepared["batch"].rows, prepared["batch"].shares.squeeze(1))
-    rated = torch.cat(fit_ratings(data)) > 0
-    assert len(trainer.batches) > 5 and rated.any()
+    rated = torch.cat(fit_ratings(data, n_items=60)) > 0
+    assert len(trainer.batches) > 5 and rated.any() and not rated.all()
     torch.testing.assert_close(total[rated], torch.ones(int(rated.sum())))
     assert (total[~rated] == 0).all()
 
