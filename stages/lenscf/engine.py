@@ -182,6 +182,11 @@ def untouched(counts: torch.Tensor) -> torch.Tensor:
     return (counts.squeeze(1) == 0).nonzero().squeeze(1)
 
 
+def ratings_per_row(user_of: torch.Tensor, item_of: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    """Each table row's ratings among the pairs (user_of, item_of): the users' rows, then the items'."""
+    return torch.cat([torch.bincount(user_of, minlength=n_users), torch.bincount(item_of, minlength=n_items)])
+
+
 def make_batch(data: Ratings, n_users: int, n_items: int, fit_ratings: torch.Tensor) -> Batch:
     """The batch of `data`'s ratings; `fit_ratings` holds each table row's ratings in the whole fit, at least 1."""
     order = torch.argsort(data.users * n_items + data.items)
@@ -220,10 +225,7 @@ def distinct_indices(items: torch.Tensor, n_items: int) -> tuple[torch.Tensor, t
 
 def make_batches(data: Ratings, batch_size: int, n_users: int, n_items: int, generator: torch.Generator) -> list[Batch]:
     order = torch.randperm(len(data), generator=generator).to(data.users.device)
-    fit_ratings = torch.cat(
-        [torch.bincount(data.users, minlength=n_users), torch.bincount(data.items, minlength=n_items)]
-    )
-    fit_ratings = fit_ratings.clamp_min(1).float()
+    fit_ratings = ratings_per_row(data.users, data.items, n_users, n_items).clamp_min(1).float()
     return [make_batch(data.subset(index), n_users, n_items, fit_ratings) for index in order.split(batch_size)]
 
 
@@ -465,23 +467,6 @@ class DotRatings(Trainer):
             "by_item": (b.item_ptr.int(), b.user_of[b.by_item].int(), (n_items, b.n_users)),
         }
 
-    def penalise(
-        self,
-        grad: torch.Tensor,
-        current: torch.Tensor,
-        counts: torch.Tensor,
-        n: int,
-        shares: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """As the default, then with bias_l2 instead of l2 in the bias columns (those after the embedding) when
-        the model has it: two columns mended, rather than a weighted copy of all of them. row_l2's prior covers
-        the whole row."""
-        grad = super().penalise(grad, current, counts, n, shares)
-        if self.bias_l2 is not None:
-            k = self.packed.emb_size
-            grad[:, k:].addcmul_(current[:, k:], counts, value=2.0 * (self.bias_l2 - self.l2) / n)
-        return grad
-
     def gradient(self, prepared: dict, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gradient of `objective` for the batch's rows, the batch's summed squared error).
 
@@ -502,6 +487,11 @@ class DotRatings(Trainer):
         torch.mm(by_user, items, out=grad[: b.n_users])
         torch.mm(by_item, users, out=grad[b.n_users :])
         grad = self.penalise(grad, current, b.counts, n, b.shares)
+        # mf_bias's bias_l2 instead of l2 in the bias columns (those after the embedding; row_l2's prior covers the
+        # whole row): two columns mended, rather than a weighted copy of all of them.
+        if self.bias_l2 is not None:
+            k = self.packed.emb_size
+            grad[:, k:].addcmul_(current[:, k:], b.counts, value=2.0 * (self.bias_l2 - self.l2) / n)
         return self.packed.freeze(grad, b.n_users), error.dot(error)
 
     def sync(self) -> None:
@@ -630,11 +620,7 @@ class DotPairs(Trainer):
             item_grad.index_add_(0, rated_of, p_g)
             item_grad.index_add_(0, drawn_of, p_g.neg_())
             loss += F.softplus(-x).sum()
-        counts = (
-            torch.cat([torch.bincount(user_of, minlength=len(users)), torch.bincount(item_of, minlength=len(items))])
-            .float()
-            .unsqueeze(1)
-        )
+        counts = ratings_per_row(user_of, item_of, len(users), len(items)).float().unsqueeze(1)
         grad = self.penalise(grad, current, counts, n)
         return rows, self.packed.freeze(grad, len(users)), current, counts, loss
 
